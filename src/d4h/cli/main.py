@@ -1,0 +1,59 @@
+"""Entry point of the `d4h` command: sub-apps, and the one place errors become one-line messages."""
+
+from __future__ import annotations
+
+import importlib
+import sys
+
+import typer
+
+from d4h.cli import audit_cmd, demo_cmd, exit_codes, node_cmd
+from d4h.errors import D4HError
+
+app = typer.Typer(
+    name="d4h",
+    help="Dataspace4Health: run a health data space node, onboard, share data, analyse.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+app.add_typer(node_cmd.app, name="node")
+app.add_typer(audit_cmd.app, name="audit")
+app.command("demo")(demo_cmd.demo)
+
+
+def _register_optional() -> None:
+    # Capabilities that add their own commands register here when their package is present.
+    try:
+        holder_cli = importlib.import_module("d4h.holder.cli")
+    except ImportError:
+        return
+    register = getattr(holder_cli, "register", None)
+    if register is not None:
+        register(app)
+
+
+_register_optional()
+
+
+def run(argv: list[str] | None = None) -> None:
+    """Run the CLI; expected errors print one line on stderr and exit with a typed code."""
+    try:
+        app(args=argv, standalone_mode=False)
+    except D4HError as exc:
+        typer.secho(f"error: {exc.one_line()}", err=True, fg="red")
+        sys.exit(exit_codes.for_error(exc))
+    except typer.Exit as exc:
+        sys.exit(exc.exit_code)
+    except typer.exceptions.TyperException as exc:
+        # Usage errors (unknown option, bad value): one line, with where to find help.
+        fmt = getattr(exc, "format_message", None)
+        message = fmt() if callable(fmt) else str(exc)
+        ctx = getattr(exc, "ctx", None)
+        where = f" (see '{ctx.command_path} --help')" if ctx is not None else ""
+        typer.secho(f"error: {message}{where}", err=True, fg="red")
+        sys.exit(exit_codes.BAD_INPUT)
+    except (KeyboardInterrupt, typer.Abort):
+        typer.echo("interrupted", err=True)
+        sys.exit(130)
+    sys.exit(exit_codes.OK)

@@ -1,0 +1,1 @@
+"""The end-to-end demo: four participants on loopback and a scenario of named, timed steps."""

@@ -1,0 +1,1 @@
+"""The node process: settings, app assembly, roles, workers, serving and the multi-node supervisor."""

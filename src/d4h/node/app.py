@@ -1,0 +1,162 @@
+"""Node assembly: build_context() opens the database and migrates; create_app() composes the routers.
+
+Nothing is built at import time, so one test process can run several nodes.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+import time
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI, Request, Response
+
+import d4h
+from d4h.audit import routes as audit_routes
+from d4h.audit.log import AuditLog
+from d4h.clock import Clock, SystemClock
+from d4h.errors import ConfigError
+from d4h.node import errors as error_table
+from d4h.node import health, info
+from d4h.node.context import NodeContext
+from d4h.node.metrics import NodeMetrics
+from d4h.node.roles import modules_for
+from d4h.node.settings import NodeSettings
+from d4h.node.worker import PeriodicJob, Processor, Worker
+from d4h.store import leases
+from d4h.store.db import make_engine, transaction
+from d4h.store.migrate import upgrade
+
+_log = logging.getLogger("d4h.node")
+
+ADMIN_TOKEN_FILE = "admin.token"  # noqa: S105 - a file name, not a secret
+
+
+def read_admin_token(settings: NodeSettings) -> str:
+    path = settings.secrets_dir / ADMIN_TOKEN_FILE
+    try:
+        token = path.read_text(encoding="utf-8").strip()
+    except FileNotFoundError as exc:
+        raise ConfigError(
+            f"admin token {path} is missing", hint="re-run 'd4h node init' for this directory"
+        ) from exc
+    if os.stat(path).st_mode & 0o077:
+        raise ConfigError(f"admin token {path} is readable by others", hint=f"chmod 600 {path}")
+    if len(token) < 32:
+        raise ConfigError(f"admin token {path} is too short", hint="use at least 32 random characters")
+    return token
+
+
+def build_context(settings: NodeSettings, *, clock: Clock | None = None) -> NodeContext:
+    """Open and migrate the database and set up the audit log; raises D4HError on bad setup."""
+    clock = clock or SystemClock()
+    engine = make_engine(settings.effective_database_url)
+    upgrade(engine)
+    token = read_admin_token(settings)
+    return NodeContext(
+        settings=settings,
+        engine=engine,
+        clock=clock,
+        audit=AuditLog(engine, clock),
+        metrics=NodeMetrics(),
+        admin_token_sha256=hashlib.sha256(token.encode()).hexdigest(),
+        instance_id=f"{settings.participant.name}/{os.getpid()}/{uuid.uuid4().hex[:8]}",
+    )
+
+
+def _processors(ctx: NodeContext) -> list[Processor]:
+    procs: list[Processor] = [_checkpoint_job(ctx)]
+    for module in modules_for(ctx.settings.roles):
+        procs.extend(factory(ctx) for factory in module.processors)
+    return procs
+
+
+def _checkpoint_job(ctx: NodeContext) -> Processor:
+    def run() -> int:
+        # One process checkpoints at a time, even when several share the database.
+        now = time.time()
+        with transaction(ctx.engine) as conn:
+            if not leases.acquire(
+                conn,
+                "audit-checkpoint",
+                "node",
+                ctx.instance_id,
+                now=now,
+                duration=ctx.settings.lease_duration_s,
+            ):
+                return 0
+        try:
+            return 1 if ctx.audit.checkpoint(ctx.signer) else 0
+        finally:
+            with transaction(ctx.engine) as conn:
+                leases.release(conn, "audit-checkpoint", "node", ctx.instance_id)
+
+    return PeriodicJob("audit-checkpoint", ctx.settings.audit_checkpoint_interval_s, run)
+
+
+def create_app(ctx: NodeContext) -> FastAPI:
+    worker = Worker(_processors(ctx), interval_s=ctx.settings.worker_interval_s, metrics=ctx.metrics)
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        ctx.audit.append(
+            actor=ctx.actor,
+            action="node.start",
+            obj=ctx.settings.base_url,
+            params={"roles": [r.value for r in ctx.settings.roles], "version": d4h.__version__},
+        )
+        worker.start()
+        ctx.ready = True
+        _log.info(
+            "node ready", extra={"url": ctx.settings.base_url, "roles": [r.value for r in ctx.settings.roles]}
+        )
+        try:
+            yield
+        finally:
+            # Uvicorn has already let in-flight requests finish; now drain the worker.
+            ctx.ready = False
+            ctx.draining = True
+            stopped = worker.stop(timeout=ctx.settings.shutdown_grace_s)
+            with transaction(ctx.engine) as conn:
+                leases.expire_all_of(conn, ctx.instance_id)
+            ctx.audit.append(
+                actor=ctx.actor, action="node.stop", obj=ctx.settings.base_url, params={"drained": stopped}
+            )
+            ctx.audit.close()
+            ctx.engine.dispose()
+            _log.info("node stopped", extra={"drained": stopped})
+
+    app = FastAPI(
+        title=f"d4h node: {ctx.settings.participant.name}",
+        version=d4h.__version__,
+        lifespan=lifespan,
+        description="Dataspace4Health participant node. The OpenAPI document is generated from the code.",
+    )
+    app.state.node = ctx
+    app.state.worker = worker
+    error_table.install(app)
+
+    @app.middleware("http")
+    async def observe(request: Request, call_next: Callable[[Request], Awaitable[Response]]) -> Response:
+        start = time.perf_counter()
+        response = await call_next(request)
+        route = request.scope.get("route")
+        template = getattr(route, "path", "unmatched")
+        ctx.metrics.requests.labels(template, request.method, str(response.status_code)).inc()
+        ctx.metrics.latency.labels(template).observe(time.perf_counter() - start)
+        response.headers.setdefault("X-Content-Type-Options", "nosniff")
+        response.headers.setdefault("Cache-Control", "no-store")
+        response.headers.setdefault("Referrer-Policy", "no-referrer")
+        return response
+
+    app.include_router(health.router)
+    app.include_router(info.router)
+    app.include_router(audit_routes.router)
+    for module in modules_for(ctx.settings.roles):
+        for factory in module.routers:
+            app.include_router(factory(ctx))
+    return app

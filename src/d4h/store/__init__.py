@@ -1,0 +1,1 @@
+"""Persistence primitives: engine factory, tables, leases and migrations."""

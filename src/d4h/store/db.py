@@ -1,0 +1,102 @@
+"""Engine factory (SQLite in WAL mode or PostgreSQL by URL) and a unit-of-work helper."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import Connection, Engine, create_engine, event, text
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import ArgumentError, OperationalError
+from sqlalchemy.pool import NullPool
+
+from d4h.errors import ConfigError, Unavailable
+
+
+def sqlite_url(path: Path) -> str:
+    return f"sqlite:///{path}"
+
+
+def is_sqlite(engine: Engine) -> bool:
+    return engine.dialect.name == "sqlite"
+
+
+def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
+    # WAL lets readers proceed while one writer commits; NORMAL sync is durable across
+    # process crashes in WAL mode (only an OS crash can lose the last commits).
+    cur = dbapi_conn.cursor()
+    cur.execute("PRAGMA journal_mode=WAL")
+    cur.execute("PRAGMA synchronous=NORMAL")
+    cur.execute("PRAGMA foreign_keys=ON")
+    cur.execute("PRAGMA busy_timeout=10000")
+    cur.close()
+    # Let SQLAlchemy issue BEGIN itself (pysqlite's implicit transactions defer locking).
+    dbapi_conn.isolation_level = None
+
+
+def _sqlite_begin(conn: Connection) -> None:
+    # IMMEDIATE (the default) takes the write lock at BEGIN, so read-then-write units (the
+    # audit chain head, leases) serialise across processes instead of failing on lock upgrade;
+    # pure reads opt into DEFERRED through ``reading()`` and never block writers in WAL mode.
+    mode = conn.get_execution_options().get("d4h_begin", "IMMEDIATE")
+    conn.exec_driver_sql(f"BEGIN {mode}")
+
+
+def make_engine(url: str, *, echo: bool = False) -> Engine:
+    """Create an engine for ``url`` and check that the database answers.
+
+    Raises ConfigError for a malformed URL and Unavailable when the server cannot be reached.
+    """
+    try:
+        parsed = make_url(url)
+    except ArgumentError as exc:
+        raise ConfigError(
+            f"database URL {url!r} is malformed",
+            hint="use sqlite:///path/to/node.db or postgresql+psycopg://user@host:5432/db",
+        ) from exc
+    if parsed.get_backend_name() == "sqlite":
+        if parsed.database and parsed.database != ":memory:":
+            Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
+        engine = create_engine(url, echo=echo, poolclass=NullPool if not parsed.database else None)
+        event.listen(engine, "connect", _sqlite_pragmas)
+        event.listen(engine, "begin", _sqlite_begin)
+    elif parsed.get_backend_name() == "postgresql":
+        engine = create_engine(url, echo=echo, pool_pre_ping=True, pool_size=10, max_overflow=10)
+    else:
+        raise ConfigError(
+            f"database backend {parsed.get_backend_name()!r} is not supported",
+            hint="use sqlite or postgresql",
+        )
+    check_reachable(engine)
+    return engine
+
+
+def check_reachable(engine: Engine) -> None:
+    try:
+        with engine.connect() as conn:
+            conn.execute(text("SELECT 1"))
+    except OperationalError as exc:
+        safe = engine.url.render_as_string(hide_password=True)
+        reason = str(exc.orig).strip().splitlines()[0] if exc.orig else str(exc)
+        raise Unavailable(
+            f"database {safe} is unreachable: {reason}",
+            hint="start the database server or fix database_url in config.toml / D4H_DATABASE_URL",
+        ) from exc
+
+
+@contextmanager
+def transaction(engine: Engine) -> Iterator[Connection]:
+    """One unit of work: commits on success, rolls back on any exception."""
+    with engine.begin() as conn:
+        yield conn
+
+
+@contextmanager
+def reading(engine: Engine) -> Iterator[Connection]:
+    """A read-only unit: on SQLite a deferred transaction that never takes the write lock."""
+    with engine.connect() as conn:
+        conn = conn.execution_options(d4h_begin="DEFERRED")
+        with conn.begin():
+            yield conn

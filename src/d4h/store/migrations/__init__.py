@@ -1,0 +1,1 @@
+"""Alembic environment and date-prefixed revisions, applied when a node starts."""

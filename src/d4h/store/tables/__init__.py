@@ -1,0 +1,8 @@
+"""SQLAlchemy table definitions, one module per domain, on one shared MetaData."""
+
+from d4h.store.tables import audit as _audit  # noqa: F401  (registers tables)
+from d4h.store.tables import leases as _leases  # noqa: F401
+from d4h.store.tables import node as _node  # noqa: F401
+from d4h.store.tables.base import metadata
+
+__all__ = ["metadata"]

@@ -1,0 +1,55 @@
+"""`d4h demo`: four real node processes, the scenario's steps, a JSON summary, and no orphans."""
+
+from __future__ import annotations
+
+import json
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from tests.e2e.conftest import d4h_processes, run_cli
+
+
+def test_demo_runs_every_step_and_leaves_no_process(tmp_path: Path) -> None:
+    before = d4h_processes()
+    result = run_cli("demo", "--json", "--workdir", str(tmp_path), timeout=120)
+    assert result.returncode == 0, result.stderr[-2000:]
+    summary = json.loads(result.stdout)
+    assert summary["status"] == "ok"
+    assert [s["status"] for s in summary["steps"]] == ["ok"] * len(summary["steps"])
+    names = [s["name"] for s in summary["steps"]]
+    assert "list participants" in names and "verify audit logs" in names
+    participants = next(s for s in summary["steps"] if s["name"] == "list participants")["figures"][
+        "participants"
+    ]
+    assert sorted(p["roles"] for p in participants) == ["authority", "holder", "holder", "user"]
+    assert all(s["seconds"] >= 0 for s in summary["steps"])
+    assert d4h_processes() - before == set()
+
+
+def test_demo_keep_running_prints_urls_and_stops_on_ctrl_c(tmp_path: Path) -> None:
+    before = d4h_processes()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "d4h", "demo", "--keep-running", "--workdir", str(tmp_path)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    assert proc.stdout is not None
+    lines: list[str] = []
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        line = proc.stdout.readline()
+        if not line:
+            break
+        lines.append(line)
+        if "press Ctrl-C" in line:
+            break
+    text = "".join(lines)
+    assert "http://127.0.0.1:" in text and "hospital-north" in text, text
+    assert len(d4h_processes() - before) == 4
+    proc.send_signal(signal.SIGINT)
+    proc.wait(60)
+    assert d4h_processes() - before == set()
