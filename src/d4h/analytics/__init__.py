@@ -1,0 +1,1 @@
+"""Federated analytics: vetted functions, disclosure control, differencing audit, secure aggregation, DP."""
