@@ -7,7 +7,6 @@ from dataclasses import replace
 from datetime import timedelta
 
 import pytest
-from tests.unit.policy.builders import F, T, U, good, one_permission
 
 from d4h.errors import PolicyDenied
 from d4h.policy import (
@@ -25,6 +24,7 @@ from d4h.policy import (
     explain,
     health_offer,
 )
+from tests.unit.policy.builders import F, T, U, good, one_permission
 
 L = LogicalOperator
 

@@ -9,7 +9,6 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
-from tests.unit.policy.builders import NOW, good, one_permission
 
 from d4h.clock import FixedClock
 from d4h.errors import UserError
@@ -31,6 +30,7 @@ from d4h.policy import (
     vocabulary_document,
 )
 from d4h.policy.vocabulary import EEA_COUNTRIES, EU_COUNTRIES, PROHIBITED_USES, PURPOSES
+from tests.unit.policy.builders import NOW, good, one_permission
 
 OP = Operator
 REVOKED = PermitVerdict(False, "permit urn:permit:1 was revoked by the HDAB", "urn:permit:1", "did:web:hdab")

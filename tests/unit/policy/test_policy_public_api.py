@@ -4,10 +4,9 @@ from __future__ import annotations
 
 import json
 
-from tests.unit.policy.builders import good, one_permission
-
 import d4h.policy
 from d4h.policy import Constraint, Duty, Operator, Permission, Policy, Scope, evaluate, parse_policy
+from tests.unit.policy.builders import good, one_permission
 
 
 def test_public_names_are_exactly_the_pinned_list_when_imported() -> None:
