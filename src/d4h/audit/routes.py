@@ -55,7 +55,7 @@ def list_entries(
 
 @router.post("/verify", operation_id="audit-verify")
 def verify(node: NodeDep, admin: AdminDep) -> AuditVerification:
-    report = node.audit.verify()
+    report = node.audit.verify(check_signature=node.trust.check_signature)
     node.audit.append(
         actor=admin, action="audit.verify", obj="audit-log", outcome="ok" if report.ok else "tampered"
     )

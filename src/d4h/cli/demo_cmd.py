@@ -16,7 +16,7 @@ from d4h.demo.runner import StepResult, run_scenario
 from d4h.demo.scenario import SCENARIO, DemoContext, StepFailed
 from d4h.node.supervisor import Supervisor
 
-_out = Console(stderr=False)
+_out = Console(soft_wrap=True)
 
 
 def demo(

@@ -7,7 +7,7 @@ import sys
 
 import typer
 
-from d4h.cli import audit_cmd, demo_cmd, exit_codes, node_cmd
+from d4h.cli import audit_cmd, demo_cmd, exit_codes, node_cmd, trust_cmd
 from d4h.errors import D4HError
 
 app = typer.Typer(
@@ -19,6 +19,7 @@ app = typer.Typer(
 )
 app.add_typer(node_cmd.app, name="node")
 app.add_typer(audit_cmd.app, name="audit")
+app.add_typer(trust_cmd.app, name="trust")
 app.command("demo")(demo_cmd.demo)
 
 
@@ -33,13 +34,18 @@ def _register_optional() -> None:
         register(app)
 
 
-_register_optional()
+# Commands that never need the optional capabilities: skipping their imports keeps node
+# start-up fast (the supervisor starts every node through `d4h node serve`).
+_CORE_ONLY = {"node", "audit"}
 
 
 def run(argv: list[str] | None = None) -> None:
     """Run the CLI; expected errors print one line on stderr and exit with a typed code."""
+    args = list(sys.argv[1:] if argv is None else argv)
+    if not args or args[0] not in _CORE_ONLY:
+        _register_optional()
     try:
-        app(args=argv, standalone_mode=False)
+        app(args=args, standalone_mode=False)
     except D4HError as exc:
         typer.secho(f"error: {exc.one_line()}", err=True, fg="red")
         sys.exit(exit_codes.for_error(exc))

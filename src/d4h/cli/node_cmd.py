@@ -33,6 +33,9 @@ def init(
     legal_name: Annotated[str, typer.Option(help="registered legal name")] = "",
     registration_number: Annotated[str, typer.Option(help="business/registry number")] = "",
     authority_url: Annotated[str, typer.Option(help="URL of the dataspace authority node")] = "",
+    auto_approve_members: Annotated[
+        bool, typer.Option(help="(authority) issue membership credentials without human review")
+    ] = False,
     force: Annotated[bool, typer.Option(help="overwrite an existing configuration")] = False,
 ) -> None:
     """Create a node directory with its configuration, admin token (0600) and migrated database."""
@@ -48,6 +51,7 @@ def init(
         registration_number=registration_number,
         authority_url=authority_url,
         force=force,
+        extra={"auto_approve_members": True} if auto_approve_members else None,
     )
     _out.print(f"created node [bold]{name}[/] ({', '.join(r.value for r in role)}) in {settings.node_dir}")
     _out.print(f"serve it with: d4h node serve {node_dir}")

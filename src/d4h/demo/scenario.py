@@ -13,6 +13,7 @@ from d4h.demo.participants import PARTICIPANTS, DemoParticipant
 from d4h.errors import D4HError
 from d4h.node.app import ADMIN_TOKEN_FILE
 from d4h.node.nodedir import init_node
+from d4h.node.settings import Role
 from d4h.node.supervisor import NodeProcess, Supervisor, free_port
 
 
@@ -54,17 +55,23 @@ class Step:
 
 
 def create_nodes(ctx: DemoContext) -> dict[str, Any]:
-    for p in PARTICIPANTS:
+    authority_url = ""
+    for p in PARTICIPANTS:  # the authority comes first: the others need its URL
         node_dir = ctx.workdir / p.key
         port = free_port()
+        is_authority = Role.AUTHORITY in p.roles
         settings = init_node(
             node_dir,
             name=p.name,
             roles=list(p.roles),
             port=port,
             registration_number=p.registration_number,
+            authority_url=authority_url,
             force=True,
+            extra={"auto_approve_members": True} if is_authority else None,
         )
+        if is_authority:
+            authority_url = settings.base_url
         token = (settings.secrets_dir / ADMIN_TOKEN_FILE).read_text().strip()
         ctx.nodes[p.key] = DemoNode(p, node_dir, settings.base_url, token)
     return {"participants": len(ctx.nodes)}
@@ -102,6 +109,42 @@ def list_participants(ctx: DemoContext) -> dict[str, Any]:
     return {"participants": rows}
 
 
+def onboard_participants(ctx: DemoContext) -> dict[str, Any]:
+    issued = 0
+    for node in ctx.nodes.values():
+        result = (
+            ctx.http.post(node.url + "/api/v1/trust/onboard", headers=node.admin()).raise_for_status().json()
+        )
+        issued += result["credentials"]
+    return {"credentials_issued": issued}
+
+
+def verify_credentials(ctx: DemoContext) -> dict[str, Any]:
+    """Every node calls every other node with DCP tokens; each peer verifies the caller's credentials."""
+    checks = 0
+    verified: dict[str, list[str]] = {}
+    for caller in ctx.nodes.values():
+        for peer in ctx.nodes.values():
+            if peer is caller:
+                continue
+            resp = ctx.http.post(
+                caller.url + "/api/v1/trust/check", headers=caller.admin(), json={"peer_url": peer.url}
+            )
+            if resp.status_code != 200:
+                raise StepFailed(
+                    f"{peer.participant.name} did not verify {caller.participant.name}: {resp.text}"
+                )
+            who = resp.json()["verified_as"]
+            verified[caller.participant.key] = who["roles"]
+            checks += 1
+    for node in ctx.nodes.values():
+        did = ctx.http.get(node.url + "/api/v1/node").json()["did"]
+        ctx.say(
+            f"{node.participant.name:<45} {did}  roles verified: {', '.join(verified[node.participant.key])}"
+        )
+    return {"authenticated_calls": checks, "verified_roles": verified}
+
+
 def verify_audit_logs(ctx: DemoContext) -> dict[str, Any]:
     entries = 0
     for node in ctx.nodes.values():
@@ -120,5 +163,7 @@ SCENARIO: list[Step] = [
     Step("start node processes", start_nodes),
     Step("check health, readiness and metrics", check_nodes),
     Step("list participants", list_participants),
+    Step("onboard participants with the authority", onboard_participants),
+    Step("verify credentials between every pair of nodes (DCP)", verify_credentials),
     Step("verify audit logs", verify_audit_logs),
 ]

@@ -25,11 +25,15 @@ from d4h.node import health, info
 from d4h.node.context import NodeContext
 from d4h.node.metrics import NodeMetrics
 from d4h.node.roles import modules_for
-from d4h.node.settings import NodeSettings
+from d4h.node.settings import NodeSettings, Role
 from d4h.node.worker import PeriodicJob, Processor, Worker
 from d4h.store import leases
 from d4h.store.db import make_engine, transaction
 from d4h.store.migrate import upgrade
+from d4h.trust import routes as trust_routes
+from d4h.trust.issuer import Issuer
+from d4h.trust.repository import ApplicationStore, StatusListStore
+from d4h.trust.service import NodeTrust
 
 _log = logging.getLogger("d4h.node")
 
@@ -57,13 +61,38 @@ def build_context(settings: NodeSettings, *, clock: Clock | None = None) -> Node
     engine = make_engine(settings.effective_database_url)
     upgrade(engine)
     token = read_admin_token(settings)
+    audit = AuditLog(engine, clock)
+    trust = NodeTrust(
+        base_url=settings.base_url,
+        keys_dir=settings.keys_dir,
+        engine=engine,
+        clock=clock,
+        dev_mode=settings.dev_mode,
+        trusted_issuers=settings.effective_trusted_issuers,
+        key_algorithm=settings.key_algorithm,
+        status_list_ttl_s=settings.status_list_ttl_s,
+        did_ttl_s=settings.did_cache_ttl_s,
+        vp_cache_ttl_s=settings.vp_cache_ttl_s,
+    )
+    issuer = None
+    if settings.has(Role.AUTHORITY):
+        issuer = Issuer(
+            trust,
+            ApplicationStore(engine),
+            StatusListStore(engine, clock),
+            audit,
+            clock,
+            auto_approve=settings.auto_approve_members,
+        )
     return NodeContext(
         settings=settings,
         engine=engine,
         clock=clock,
-        audit=AuditLog(engine, clock),
+        audit=audit,
         metrics=NodeMetrics(),
         admin_token_sha256=hashlib.sha256(token.encode()).hexdigest(),
+        trust=trust,
+        issuer=issuer,
         instance_id=f"{settings.participant.name}/{os.getpid()}/{uuid.uuid4().hex[:8]}",
     )
 
@@ -90,7 +119,7 @@ def _checkpoint_job(ctx: NodeContext) -> Processor:
             ):
                 return 0
         try:
-            return 1 if ctx.audit.checkpoint(ctx.signer) else 0
+            return 1 if ctx.audit.checkpoint(ctx.trust.signer) else 0
         finally:
             with transaction(ctx.engine) as conn:
                 leases.release(conn, "audit-checkpoint", "node", ctx.instance_id)
@@ -127,6 +156,7 @@ def create_app(ctx: NodeContext) -> FastAPI:
                 actor=ctx.actor, action="node.stop", obj=ctx.settings.base_url, params={"drained": stopped}
             )
             ctx.audit.close()
+            ctx.trust.close()
             ctx.engine.dispose()
             _log.info("node stopped", extra={"drained": stopped})
 
@@ -156,6 +186,10 @@ def create_app(ctx: NodeContext) -> FastAPI:
     app.include_router(health.router)
     app.include_router(info.router)
     app.include_router(audit_routes.router)
+    app.include_router(trust_routes.public_router)
+    app.include_router(trust_routes.admin_router)
+    if ctx.issuer is not None:
+        app.include_router(trust_routes.authority_router)
     for module in modules_for(ctx.settings.roles):
         for factory in module.routers:
             app.include_router(factory(ctx))

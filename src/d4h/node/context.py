@@ -4,14 +4,16 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from sqlalchemy import Engine
 
-from d4h.audit.log import AuditLog, Signer
+from d4h.audit.log import AuditLog
 from d4h.clock import Clock
 from d4h.node.metrics import NodeMetrics
 from d4h.node.settings import NodeSettings
+from d4h.trust.issuer import Issuer
+from d4h.trust.service import NodeTrust
 
 
 @dataclass
@@ -22,16 +24,16 @@ class NodeContext:
     audit: AuditLog
     metrics: NodeMetrics
     admin_token_sha256: str
+    trust: NodeTrust
+    issuer: Issuer | None = None  # only on nodes with the authority role
     ready: bool = False
     draining: bool = False
     instance_id: str = ""
-    notes: dict[str, str] = field(default_factory=dict)
-    signer: Signer | None = None  # the node key, once the trust layer has set it up
 
     @property
     def actor(self) -> str:
-        """How this node names itself in audit entries (its DID once the trust layer is set up)."""
-        return self.notes.get("did") or f"node:{self.settings.participant.name}"
+        """How this node names itself in audit entries: its DID."""
+        return self.trust.did
 
     def admin_token_matches(self, presented: str) -> bool:
         digest = hashlib.sha256(presented.encode()).hexdigest()

@@ -2,13 +2,19 @@
 
 from __future__ import annotations
 
+import base64
+import json
+import logging
 from typing import Annotated
 
 from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
-from d4h.errors import Unauthenticated
+from d4h.errors import D4HError, Unauthenticated
 from d4h.node.context import NodeContext
+from d4h.trust.tokens import VerifiedCaller
+
+_log = logging.getLogger("d4h.auth")
 
 _bearer = HTTPBearer(auto_error=False, description="Node admin token (secrets/admin.token)")
 
@@ -33,3 +39,35 @@ def require_admin(
 
 
 AdminDep = Annotated[str, Depends(require_admin)]
+
+
+def require_participant(request: Request, node: NodeDep) -> VerifiedCaller:
+    """Node-to-node calls: the full DCP check; a refusal is logged and audited with its reason."""
+    try:
+        return node.trust.authenticate(request.headers.get("authorization"))
+    except D4HError as exc:
+        reason = exc.message
+        _log.warning("participant call refused", extra={"path": request.url.path, "reason": reason})
+        node.audit.append(
+            actor=_claimed_issuer(request.headers.get("authorization")),
+            action="auth.refused",
+            obj=f"{request.method} {request.url.path}: {reason}"[:1000],
+            outcome="refused",
+        )
+        if isinstance(exc, Unauthenticated):
+            raise
+        raise Unauthenticated(reason) from exc
+
+
+def _claimed_issuer(authorization: str | None) -> str:
+    """The unverified ``iss`` of a refused token, for the audit entry (marked as unverified)."""
+    try:
+        token = (authorization or "").split(" ", 1)[1]
+        payload = token.split(".")[1]
+        claims = json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))
+        return f"unverified:{str(claims.get('iss', 'unknown'))[:200]}"
+    except (IndexError, ValueError, AttributeError):
+        return "unverified:unknown"
+
+
+CallerDep = Annotated[VerifiedCaller, Depends(require_participant)]

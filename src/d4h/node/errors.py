@@ -18,10 +18,12 @@ from d4h.errors import (
     Unavailable,
     UserError,
 )
+from d4h.trust.dcp_messages import PresentationDefinitionUnsupported
 
 _log = logging.getLogger("d4h.http")
 
 STATUS_BY_ERROR: tuple[tuple[type[D4HError], int], ...] = (
+    (PresentationDefinitionUnsupported, 501),
     (NotFound, 404),
     (Conflict, 409),
     (Unauthenticated, 401),

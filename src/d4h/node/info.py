@@ -39,6 +39,6 @@ def node_info(node: NodeDep) -> NodePublic:
         roles=[RolePublic(role=m.role, summary=m.summary) for m in modules_for(s.roles)],
         capabilities=capabilities_of(s.roles),
         base_url=s.base_url,
-        did=node.notes.get("did"),
+        did=node.trust.did,
         version=d4h.__version__,
     )

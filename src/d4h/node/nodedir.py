@@ -9,11 +9,13 @@ from typing import Any
 
 import tomli_w
 
+from d4h.clock import SystemClock
 from d4h.errors import ConfigError, UserError
 from d4h.node.app import ADMIN_TOKEN_FILE
 from d4h.node.settings import CONFIG_FILE, NodeSettings, Participant, Role, load_settings
 from d4h.store.db import make_engine
 from d4h.store.migrate import upgrade
+from d4h.trust.service import ensure_keyring
 
 
 def write_secret(path: Path, value: str) -> None:
@@ -38,6 +40,7 @@ def init_node(
     registration_number: str = "",
     authority_url: str = "",
     force: bool = False,
+    extra: dict[str, Any] | None = None,
 ) -> NodeSettings:
     """Create the directory, its configuration and admin token, and migrate its database."""
     node_dir = node_dir.resolve()
@@ -54,6 +57,7 @@ def init_node(
         "dev_mode": True,
         "database_url": database_url,
         "authority_url": authority_url,
+        **(extra or {}),
     }
     # Validate before writing anything, so a bad argument leaves no half-made directory.
     try:
@@ -70,6 +74,7 @@ def init_node(
     tmp.replace(config)
     write_secret(node_dir / "secrets" / ADMIN_TOKEN_FILE, secrets.token_urlsafe(32))
     settings = load_settings(node_dir)
+    ensure_keyring(settings.keys_dir, SystemClock(), settings.key_algorithm)
     engine = make_engine(settings.effective_database_url)
     try:
         upgrade(engine)

@@ -52,6 +52,14 @@ class NodeSettings(BaseSettings):
     audit_checkpoint_interval_s: float = Field(default=60.0, gt=0)
     shutdown_grace_s: float = Field(default=10.0, ge=0)
     authority_url: str = ""  # the dataspace authority this node trusts and onboards with
+    # Trust (DCP): issuers whose credentials this node accepts; empty = the authority at authority_url
+    # (and this node itself when it is the authority).
+    trusted_issuers: list[str] = Field(default_factory=list)
+    key_algorithm: str = Field(default="Ed25519", pattern="^(Ed25519|P-256)$")
+    status_list_ttl_s: float = Field(default=300.0, ge=0)  # how long a fetched status list is trusted
+    did_cache_ttl_s: float = Field(default=300.0, ge=0)
+    vp_cache_ttl_s: float = Field(default=60.0, ge=0)  # 0 re-queries the caller's presentation every call
+    auto_approve_members: bool = False  # authority: issue membership without a human review (demo)
 
     @field_validator("roles")
     @classmethod
@@ -99,6 +107,17 @@ class NodeSettings(BaseSettings):
 
     def has(self, role: Role) -> bool:
         return role in self.roles
+
+    @property
+    def effective_trusted_issuers(self) -> list[str]:
+        if self.trusted_issuers:
+            return list(self.trusted_issuers)
+        from d4h.trust.did import did_from_url
+
+        issuers = [did_from_url(self.authority_url)] if self.authority_url else []
+        if self.has(Role.AUTHORITY):
+            issuers.append(did_from_url(self.base_url))
+        return issuers
 
     @classmethod
     def settings_customise_sources(
