@@ -18,7 +18,18 @@ from fastapi import FastAPI, Request, Response
 import d4h
 from d4h.audit import routes as audit_routes
 from d4h.audit.log import AuditLog
+from d4h.catalog import routes as catalog_routes
+from d4h.catalog.registry import Registry
 from d4h.clock import Clock, SystemClock
+from d4h.contracts import routes as contract_routes
+from d4h.contracts import steps
+from d4h.contracts.connector import Connector
+from d4h.dataplane import routes as dataplane_routes
+from d4h.dataplane.tokens import DataPlane
+from d4h.dsp import routes as dsp_routes
+from d4h.dsp import tck
+from d4h.dsp.client import DspClient
+from d4h.dsp.version import DEFAULT_BASE_PATH
 from d4h.errors import ConfigError
 from d4h.node import errors as error_table
 from d4h.node import health, info
@@ -84,6 +95,23 @@ def build_context(settings: NodeSettings, *, clock: Clock | None = None) -> Node
             clock,
             auto_approve=settings.auto_approve_members,
         )
+    instance_id = f"{settings.participant.name}/{os.getpid()}/{uuid.uuid4().hex[:8]}"
+    registry = Registry(engine, clock)
+    dataplane = DataPlane(engine, clock, settings.base_url)
+    connector = Connector(
+        engine=engine,
+        clock=clock,
+        audit=audit,
+        registry=registry,
+        dataplane=dataplane,
+        dsp=DspClient(trust),
+        own_did=trust.did,
+        dsp_base_url=settings.base_url + DEFAULT_BASE_PATH,
+        dev_mode=settings.dev_mode,
+        instance_id=instance_id,
+    )
+    if settings.tck_mode:
+        connector.scripts = tck.seed(registry, connector, clock)
     return NodeContext(
         settings=settings,
         engine=engine,
@@ -92,13 +120,24 @@ def build_context(settings: NodeSettings, *, clock: Clock | None = None) -> Node
         metrics=NodeMetrics(),
         admin_token_sha256=hashlib.sha256(token.encode()).hexdigest(),
         trust=trust,
+        registry=registry,
+        dataplane=dataplane,
+        connector=connector,
         issuer=issuer,
-        instance_id=f"{settings.participant.name}/{os.getpid()}/{uuid.uuid4().hex[:8]}",
+        instance_id=instance_id,
     )
 
 
 def _processors(ctx: NodeContext) -> list[Processor]:
-    procs: list[Processor] = [_checkpoint_job(ctx)]
+    c = ctx.connector
+    procs: list[Processor] = [
+        steps.SendNegotiations(c),
+        steps.SendTransfers(c),
+        steps.DecideNegotiations(c),
+        steps.DecideTransfers(c),
+        steps.PolicyMonitor(c),
+        _checkpoint_job(ctx),
+    ]
     for module in modules_for(ctx.settings.roles):
         procs.extend(factory(ctx) for factory in module.processors)
     return procs
@@ -129,6 +168,7 @@ def _checkpoint_job(ctx: NodeContext) -> Processor:
 
 def create_app(ctx: NodeContext) -> FastAPI:
     worker = Worker(_processors(ctx), interval_s=ctx.settings.worker_interval_s, metrics=ctx.metrics)
+    ctx.connector.wake = worker.wake
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -157,6 +197,7 @@ def create_app(ctx: NodeContext) -> FastAPI:
             )
             ctx.audit.close()
             ctx.trust.close()
+            ctx.connector.dsp.close()
             ctx.engine.dispose()
             _log.info("node stopped", extra={"drained": stopped})
 
@@ -190,6 +231,13 @@ def create_app(ctx: NodeContext) -> FastAPI:
     app.include_router(trust_routes.admin_router)
     if ctx.issuer is not None:
         app.include_router(trust_routes.authority_router)
+    app.include_router(dsp_routes.version_router)
+    app.include_router(dsp_routes.router)
+    app.include_router(catalog_routes.router)
+    app.include_router(contract_routes.router)
+    app.include_router(dataplane_routes.router)
+    if ctx.settings.tck_mode:
+        app.include_router(tck.router)
     for module in modules_for(ctx.settings.roles):
         for factory in module.routers:
             app.include_router(factory(ctx))

@@ -9,7 +9,10 @@ from dataclasses import dataclass
 from sqlalchemy import Engine
 
 from d4h.audit.log import AuditLog
+from d4h.catalog.registry import Registry
 from d4h.clock import Clock
+from d4h.contracts.connector import Connector
+from d4h.dataplane.tokens import DataPlane
 from d4h.node.metrics import NodeMetrics
 from d4h.node.settings import NodeSettings
 from d4h.trust.issuer import Issuer
@@ -25,6 +28,9 @@ class NodeContext:
     metrics: NodeMetrics
     admin_token_sha256: str
     trust: NodeTrust
+    registry: Registry
+    dataplane: DataPlane
+    connector: Connector
     issuer: Issuer | None = None  # only on nodes with the authority role
     ready: bool = False
     draining: bool = False

@@ -31,17 +31,17 @@ ROLE_MODULES: dict[Role, RoleModule] = {
     Role.AUTHORITY: RoleModule(
         Role.AUTHORITY,
         "Dataspace governance authority: trust anchor, membership, and Health Data Access Body",
-        ("audit",),
+        ("audit", "trust", "membership-issuer", "dsp-connector"),
     ),
     Role.HOLDER: RoleModule(
         Role.HOLDER,
         "Data holder (e.g. a hospital): publishes datasets, enforces policies, runs vetted analyses",
-        ("audit",),
+        ("audit", "trust", "dsp-connector", "dsp-provider", "data-plane"),
     ),
     Role.USER: RoleModule(
         Role.USER,
         "Data user (e.g. a research institute): discovers data, applies for permits, coordinates analyses",
-        ("audit",),
+        ("audit", "trust", "dsp-connector", "dsp-consumer"),
     ),
 }
 

@@ -60,6 +60,9 @@ class NodeSettings(BaseSettings):
     did_cache_ttl_s: float = Field(default=300.0, ge=0)
     vp_cache_ttl_s: float = Field(default=60.0, ge=0)  # 0 re-queries the caller's presentation every call
     auto_approve_members: bool = False  # authority: issue membership without a human review (demo)
+    # DSP TCK mode: seeds the TCK's datasets/agreements, scripts provider behaviour by id and enables the
+    # consumer-initiation hooks. Test and conformance runs only; refused outside dev mode.
+    tck_mode: bool = False
 
     @field_validator("roles")
     @classmethod
@@ -79,6 +82,8 @@ class NodeSettings(BaseSettings):
     @model_validator(mode="after")
     def _safe_outside_dev(self) -> NodeSettings:
         if not self.dev_mode:
+            if self.tck_mode:
+                raise ValueError("tck_mode is for conformance testing and needs dev_mode = true")
             if self.base_url.startswith("http://"):
                 raise ValueError("public_url must use https outside dev_mode")
             if not self.database_url.startswith("postgresql"):

@@ -40,6 +40,7 @@ class Worker:
         self._max_backoff = max(max_backoff_s, interval_s)
         self._metrics = metrics
         self._stop = threading.Event()
+        self._wakeup = threading.Event()
         self._thread: threading.Thread | None = None
         self.batches = 0
 
@@ -56,13 +57,15 @@ class Worker:
     def stop(self, timeout: float = 10.0) -> bool:
         """Ask the loop to stop after its current batch; True when it stopped in time."""
         self._stop.set()
+        self._wakeup.set()
         if self._thread is None:
             return True
         self._thread.join(timeout)
         return not self._thread.is_alive()
 
     def wake(self) -> None:
-        """Not needed for correctness (the loop polls); kept for callers that want low latency."""
+        """Run the next round now (new work was just persisted); correctness does not depend on it."""
+        self._wakeup.set()
 
     def _loop(self) -> None:
         delay = self._interval
@@ -84,7 +87,11 @@ class Worker:
                         self._metrics.worker_items.labels(proc.name, "error").inc()
             self.batches += 1
             delay = self._interval if handled else min(delay * 2, self._max_backoff)
-            self._stop.wait(0 if handled else delay)
+            if not handled:
+                self._wakeup.wait(delay)
+                if self._wakeup.is_set():
+                    delay = self._interval
+            self._wakeup.clear()
 
 
 class PeriodicJob:

@@ -1,0 +1,384 @@
+"""The connector: inbound DSP messages (notify_*), local decisions and management operations.
+
+Every change to a process happens under its lease and in one transaction with its audit entry. The
+wire layer (d4h.dsp routes) parses and maps errors; this module decides; the worker (steps.py) sends.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import Engine
+
+from d4h.audit.log import AuditLog
+from d4h.catalog.registry import Registry
+from d4h.clock import Clock, utc_iso
+from d4h.contracts import negotiation as neg
+from d4h.contracts import transfer as tp
+from d4h.contracts.automation import Scripts
+from d4h.contracts.enforcement import Counterparty
+from d4h.contracts.negotiation import ContractNegotiation
+from d4h.contracts.repository import AgreementStore, negotiation_store, transfer_store
+from d4h.contracts.states import NegotiationState, Side, TransferState
+from d4h.contracts.transfer import TransferProcess
+from d4h.dataplane.tokens import DataPlane
+from d4h.dsp.client import DspClient
+from d4h.dsp.messages import (
+    Agreement,
+    ContractAgreementMessage,
+    ContractAgreementVerificationMessage,
+    ContractNegotiationEventMessage,
+    ContractNegotiationTerminationMessage,
+    ContractOfferMessage,
+    ContractRequestMessage,
+    Offer,
+    TransferCompletionMessage,
+    TransferRequestMessage,
+    TransferStartMessage,
+    TransferSuspensionMessage,
+    TransferTerminationMessage,
+    parse_message,
+)
+from d4h.errors import Conflict, NotFound, UserError
+from d4h.policy import PermitCheck
+from d4h.store.db import transaction
+from d4h.trust.did import did_to_url
+
+_N = NegotiationState
+_T = TransferState
+
+NEGOTIATION_INBOUND = (
+    ContractRequestMessage,
+    ContractOfferMessage,
+    ContractAgreementMessage,
+    ContractAgreementVerificationMessage,
+    ContractNegotiationEventMessage,
+    ContractNegotiationTerminationMessage,
+)
+TRANSFER_INBOUND = (
+    TransferStartMessage,
+    TransferSuspensionMessage,
+    TransferCompletionMessage,
+    TransferTerminationMessage,
+)
+
+
+def new_pid() -> str:
+    return f"urn:uuid:{uuid.uuid4()}"
+
+
+@dataclass
+class Connector:
+    engine: Engine
+    clock: Clock
+    audit: AuditLog
+    registry: Registry
+    dataplane: DataPlane
+    dsp: DspClient
+    own_did: str
+    dsp_base_url: str  # our callback address and the base peers use
+    dev_mode: bool
+    instance_id: str
+    scripts: Scripts | None = None
+    permit_check: PermitCheck | None = None
+    wake: Callable[[], None] = lambda: None
+
+    def __post_init__(self) -> None:
+        self.negotiations = negotiation_store(self.engine)
+        self.transfers = transfer_store(self.engine)
+        self.agreements = AgreementStore(self.engine)
+
+    # -- helpers -----------------------------------------------------------------------------------
+
+    def _now(self) -> datetime:
+        return self.clock.now()
+
+    def check_callback(self, caller_did: str, address: str | None) -> None:
+        """A callback must point at the verified caller's own host (no SSRF through callbackAddress)."""
+        if address is None:
+            return
+        allowed = did_to_url(caller_did, dev_mode=self.dev_mode).split("/.well-known")[0]
+        root = "/".join(allowed.split("/")[:3])
+        if not (address == root or address.startswith(root + "/")):
+            raise UserError(f"callbackAddress {address} is not served by the caller {caller_did}")
+
+    def _negotiation_by_pid(self, pid: str, caller: str) -> ContractNegotiation:
+        for side in ("provider", "consumer"):
+            n = self.negotiations.by_pid(side=side, own_pid=pid)
+            if n is not None:
+                if n.counter_party_id != caller:
+                    break  # another participant's process: answer as if unknown
+                return n
+        raise NotFound(f"negotiation {pid} not found")
+
+    def _transfer_by_pid(self, pid: str, caller: str) -> TransferProcess:
+        for side in ("provider", "consumer"):
+            t = self.transfers.by_pid(side=side, own_pid=pid)
+            if t is not None:
+                if t.counter_party_id != caller:
+                    break
+                return t
+        raise NotFound(f"transfer {pid} not found")
+
+    def _audit(self, conn: Any, actor: str, action: str, obj: str, **params: Any) -> None:
+        self.audit.append(actor=actor, action=action, obj=obj, params=params, conn=conn)
+
+    # -- inbound: negotiations ---------------------------------------------------------------------
+
+    def notify_initial_request(self, caller: Counterparty, body: Any) -> tuple[dict[str, Any], bool]:
+        """Provider: a consumer opens a negotiation. Returns (ACK, created)."""
+        msg = parse_message(body, expect=(ContractRequestMessage,))
+        assert isinstance(msg, ContractRequestMessage)
+        if msg.providerPid is not None:
+            raise UserError("an initial ContractRequestMessage must not carry a providerPid")
+        self.check_callback(caller.did, msg.callbackAddress)
+        ref = self.registry.find_offer(msg.offer.id)
+        reference = Offer.model_validate({**ref.body(), "target": ref.dataset_id})
+        diffs = neg.offer_differences(msg.offer, reference)
+        if diffs:
+            raise UserError("the requested offer differs from the catalog offer: " + "; ".join(diffs))
+        with transaction(self.engine) as conn:
+            existing = self.negotiations.find_by_consumer_pid(msg.consumerPid, caller.did, conn)
+            if existing is not None:
+                return neg.ack_message(existing).to_wire(), False
+            n = neg.on_initial_request(
+                msg, id=uuid.uuid4().hex, provider_pid=new_pid(), counter_party_id=caller.did, at=self._now()
+            )
+            self.negotiations.create(n, conn, caller=caller.as_json())
+            self._audit(
+                conn, caller.did, "negotiation.requested", n.id, offer=msg.offer.id, dataset=ref.dataset_id
+            )
+        self.wake()
+        return neg.ack_message(n).to_wire(), True
+
+    def notify_initial_offer(self, caller: Counterparty, body: Any) -> tuple[dict[str, Any], bool]:
+        """Consumer: a provider opens a negotiation with an offer."""
+        msg = parse_message(body, expect=(ContractOfferMessage,))
+        assert isinstance(msg, ContractOfferMessage)
+        self.check_callback(caller.did, msg.callbackAddress)
+        with transaction(self.engine) as conn:
+            n = neg.on_initial_offer(
+                msg, id=uuid.uuid4().hex, consumer_pid=new_pid(), counter_party_id=caller.did, at=self._now()
+            )
+            self.negotiations.create(n, conn, caller=caller.as_json())
+            self._audit(conn, caller.did, "negotiation.offered", n.id, offer=msg.offer.id)
+        self.wake()
+        return neg.ack_message(n).to_wire(), True
+
+    def notify_negotiation(
+        self, caller: Counterparty, pid: str, body: Any, expect: tuple[type, ...]
+    ) -> dict[str, Any]:
+        msg = parse_message(body, expect=expect)
+        n = self._negotiation_by_pid(pid, caller.did)
+        with self.negotiations.leased(n.id, self.instance_id):
+            with transaction(self.engine) as conn:
+                n = self.negotiations.get(n.id, conn)
+                if n.own_pid != getattr(msg, "providerPid" if n.side is Side.PROVIDER else "consumerPid"):
+                    raise UserError(f"the message's pid does not match negotiation {pid}")
+                n = neg.on_message(n, msg, at=self._now())  # type: ignore[arg-type]
+                self.negotiations.save(n, conn)
+                self._audit(
+                    conn, caller.did, f"negotiation.{n.state.value.lower()}", n.id, message=type(msg).__name__
+                )
+                if n.state is _N.FINALIZED:
+                    self._store_agreement(n, conn)
+        self.wake()
+        return neg.ack_message(n).to_wire()
+
+    def negotiation_state(self, caller: Counterparty, pid: str) -> dict[str, Any]:
+        return neg.ack_message(self._negotiation_by_pid(pid, caller.did)).to_wire()
+
+    def _store_agreement(self, n: ContractNegotiation, conn: Any) -> None:
+        if n.agreement is None:
+            return
+        doc = n.agreement.model_dump(mode="json", by_alias=True, exclude_none=True)
+        self.agreements.save(
+            agreement=doc,
+            negotiation_id=n.id,
+            dataset_id=n.agreement.target,
+            signed_at=utc_iso(self._now()),
+            conn=conn,
+        )
+
+    def make_agreement(self, n: ContractNegotiation) -> Agreement:
+        offer = n.offer
+        if offer is None:
+            raise UserError(f"negotiation {n.id} has no offer to agree on")
+        body = offer.model_dump(mode="json", by_alias=True, exclude_none=True)
+        body.update(
+            {
+                "@id": new_pid(),
+                "@type": "Agreement",
+                "target": offer.target,
+                "assigner": self.own_did,
+                "assignee": n.counter_party_id,
+                "timestamp": utc_iso(self._now()),
+            }
+        )
+        return Agreement.model_validate(body)
+
+    # -- inbound: transfers ------------------------------------------------------------------------
+
+    def notify_transfer_request(self, caller: Counterparty, body: Any) -> tuple[dict[str, Any], bool]:
+        msg = parse_message(body, expect=(TransferRequestMessage,))
+        assert isinstance(msg, TransferRequestMessage)
+        self.check_callback(caller.did, msg.callbackAddress)
+        try:
+            agreement = self.agreements.get(msg.agreementId)
+        except NotFound as exc:
+            raise UserError(f"agreement {msg.agreementId} is unknown") from exc
+        if agreement["consumer"] not in (caller.did, "*"):  # "*": seeded for conformance runs (TCK mode)
+            raise NotFound(f"agreement {msg.agreementId} not found")
+        if msg.format not in ("HttpData-PULL", "Analysis-PULL"):
+            raise UserError(f"transfer format {msg.format} is not supported (HttpData-PULL, Analysis-PULL)")
+        with transaction(self.engine) as conn:
+            existing = self.transfers.find_by_consumer_pid(msg.consumerPid, caller.did, conn)
+            if existing is not None:
+                return tp.ack_message(existing).to_wire(), False
+            t = tp.on_transfer_request(
+                msg, id=uuid.uuid4().hex, provider_pid=new_pid(), counter_party_id=caller.did, at=self._now()
+            )
+            self.transfers.create(t, conn, caller=caller.as_json())
+            self._audit(
+                conn, caller.did, "transfer.requested", t.id, agreement=msg.agreementId, format=msg.format
+            )
+        self.wake()
+        return tp.ack_message(t).to_wire(), True
+
+    def notify_transfer(
+        self, caller: Counterparty, pid: str, body: Any, expect: tuple[type, ...]
+    ) -> dict[str, Any]:
+        msg = parse_message(body, expect=expect)
+        t = self._transfer_by_pid(pid, caller.did)
+        with self.transfers.leased(t.id, self.instance_id):
+            with transaction(self.engine) as conn:
+                t = self.transfers.get(t.id, conn)
+                if t.own_pid != getattr(msg, "providerPid" if t.side is Side.PROVIDER else "consumerPid"):
+                    raise UserError(f"the message's pid does not match transfer {pid}")
+                t = tp.on_message(t, msg, at=self._now())  # type: ignore[arg-type]
+                if t.side is Side.PROVIDER and t.state in (_T.SUSPENDED, _T.COMPLETED, _T.TERMINATED):
+                    self.dataplane.revoke(conn, t.id)
+                self.transfers.save(t, conn)
+                self._audit(
+                    conn, caller.did, f"transfer.{t.state.value.lower()}", t.id, message=type(msg).__name__
+                )
+        self.wake()
+        return tp.ack_message(t).to_wire()
+
+    def transfer_state(self, caller: Counterparty, pid: str) -> dict[str, Any]:
+        return tp.ack_message(self._transfer_by_pid(pid, caller.did)).to_wire()
+
+    # -- management operations (this node's own decisions) -----------------------------------------
+
+    def start_negotiation(
+        self, *, provider_dsp_url: str, provider_did: str, offer: dict[str, Any], actor: str
+    ) -> ContractNegotiation:
+        """Consumer: ask a provider for a contract on one of its catalog offers (target = dataset id)."""
+        if "target" not in offer:
+            raise UserError("the offer needs a target (the dataset id)")
+        n = neg.start_request(
+            id=uuid.uuid4().hex,
+            consumer_pid=new_pid(),
+            counter_party_id=provider_did,
+            counter_party_address=provider_dsp_url.rstrip("/"),
+            offer=Offer.model_validate(offer),
+            at=self._now(),
+        )
+        with transaction(self.engine) as conn:
+            self.negotiations.create(n, conn)
+            self._audit(conn, actor, "negotiation.start", n.id, provider=provider_did, offer=offer.get("@id"))
+        self.wake()
+        return n
+
+    def decide_negotiation(
+        self,
+        process_id: str,
+        change: Callable[[ContractNegotiation], ContractNegotiation],
+        *,
+        actor: str,
+        action: str,
+    ) -> ContractNegotiation:
+        with self.negotiations.leased(process_id, self.instance_id), transaction(self.engine) as conn:
+            n = change(self.negotiations.get(process_id, conn))
+            self.negotiations.save(n, conn)
+            self._audit(conn, actor, action, n.id, state=n.state.value)
+        self.wake()
+        return n
+
+    def terminate_negotiation(self, process_id: str, reason: str, *, actor: str) -> ContractNegotiation:
+        return self.decide_negotiation(
+            process_id,
+            lambda n: neg.terminate(n, at=self._now(), reason=reason),
+            actor=actor,
+            action="negotiation.terminate",
+        )
+
+    def start_transfer(self, *, agreement_id: str, fmt: str, actor: str) -> TransferProcess:
+        """Consumer: request a transfer under a finalized agreement we hold."""
+        agreement = self.agreements.get(agreement_id)
+        if agreement["consumer"] != self.own_did:
+            raise Conflict(f"agreement {agreement_id} was not made with this node as consumer")
+        n = self.negotiations.get(agreement["negotiation_id"])
+        t = tp.start_request(
+            id=uuid.uuid4().hex,
+            consumer_pid=new_pid(),
+            counter_party_id=agreement["provider"],
+            counter_party_address=n.counter_party_address,
+            agreement_id=agreement_id,
+            format=fmt,
+            at=self._now(),
+        )
+        with transaction(self.engine) as conn:
+            self.transfers.create(t, conn)
+            self._audit(conn, actor, "transfer.start", t.id, agreement=agreement_id, format=fmt)
+        self.wake()
+        return t
+
+    def decide_transfer(
+        self,
+        process_id: str,
+        change: Callable[[TransferProcess], TransferProcess],
+        *,
+        actor: str,
+        action: str,
+    ) -> TransferProcess:
+        with self.transfers.leased(process_id, self.instance_id):
+            with transaction(self.engine) as conn:
+                t = change(self.transfers.get(process_id, conn))
+                if t.side is Side.PROVIDER and t.state in (
+                    _T.SUSPENDING,
+                    _T.COMPLETING,
+                    _T.TERMINATING,
+                    _T.TERMINATED,
+                ):
+                    self.dataplane.revoke(conn, t.id)
+                self.transfers.save(t, conn)
+                self._audit(conn, actor, action, t.id, state=t.state.value)
+        self.wake()
+        return t
+
+    def resume_transfer(self, process_id: str, *, actor: str) -> TransferProcess:
+        """Restart a suspended transfer; a provider issues a fresh data token."""
+        with self.transfers.leased(process_id, self.instance_id), transaction(self.engine) as conn:
+            t = self.transfers.get(process_id, conn)
+            t = self.provider_start(t, conn) if t.side is Side.PROVIDER else tp.start(t, at=self._now())
+            self.transfers.save(t, conn)
+            self._audit(conn, actor, "transfer.resume", t.id)
+        self.wake()
+        return t
+
+    def provider_start(self, t: TransferProcess, conn: Any) -> TransferProcess:
+        """Provider: issue a data address (fresh token) and move to STARTING."""
+        agreement = self.agreements.get(t.agreement_id)
+        address = self.dataplane.issue(
+            conn,
+            transfer_id=t.id,
+            fmt=t.format,
+            dataset_id=agreement["dataset_id"],
+            consumer=t.counter_party_id,
+        )
+        return tp.start(t, at=self._now(), data_address=address)

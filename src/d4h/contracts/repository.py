@@ -1,0 +1,231 @@
+"""Persistence of negotiations, transfers and agreements, with leases for workers and inbound handlers.
+
+A process (negotiation or transfer) is changed only under its lease, so a worker sending a message and
+an inbound handler applying the peer's next message never interleave (the peer may answer before our
+worker has saved the acknowledgement; the handler then waits for the lease).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
+from typing import Any, Generic, TypeVar
+
+import orjson
+from sqlalchemy import Connection, Engine, Table, insert, or_, select, update
+
+from d4h.contracts.codec import decode_negotiation, decode_transfer, encode_negotiation, encode_transfer
+from d4h.contracts.negotiation import ContractNegotiation
+from d4h.contracts.states import NEGOTIATION_SENDING, TRANSFER_SENDING
+from d4h.contracts.transfer import TransferProcess
+from d4h.errors import NotFound, Unavailable
+from d4h.store import leases
+from d4h.store.db import reading, transaction
+from d4h.store.tables.connector import agreements, negotiations, transfers
+
+P = TypeVar("P", ContractNegotiation, TransferProcess)
+
+
+class ProcessStore(Generic[P]):
+    def __init__(
+        self,
+        engine: Engine,
+        table: Table,
+        kind: str,
+        encode: Callable[[P], str],
+        decode: Callable[[str], P],
+        sending: Iterable[Any],
+    ) -> None:
+        self._engine = engine
+        self._table = table
+        self.kind = kind
+        self._encode: Callable[[P], str] = encode
+        self._decode: Callable[[str], P] = decode
+        self._sending = sorted(s.value for s in sending)
+
+    def _values(self, p: P, *, next_attempt_at: float | None = None) -> dict[str, Any]:
+        values: dict[str, Any] = {
+            "side": p.side.value,
+            "state": p.state.value,
+            "pending": p.pending,
+            "consumer_pid": p.consumer_pid,
+            "provider_pid": p.provider_pid,
+            "counter_party_id": p.counter_party_id,
+            "doc": self._encode(p),
+            "updated_at": time.time(),
+        }
+        if next_attempt_at is not None:
+            values["next_attempt_at"] = next_attempt_at
+        if isinstance(p, TransferProcess):
+            values["agreement_id"] = p.agreement_id
+        return values
+
+    def create(self, p: P, conn: Connection, *, caller: dict[str, Any] | None = None) -> None:
+        values = self._values(p, next_attempt_at=0.0)
+        values["caller"] = None if caller is None else orjson.dumps(caller).decode()
+        conn.execute(insert(self._table).values(id=p.id, **values))
+
+    def caller_of(self, process_id: str) -> dict[str, Any] | None:
+        """The counter-party as verified when it opened the process (for later policy decisions)."""
+        row = self._one(select(self._table.c.caller).where(self._table.c.id == process_id), None)
+        return None if row is None or row[0] is None else dict(orjson.loads(row[0]))
+
+    def save(self, p: P, conn: Connection, *, next_attempt_at: float | None = None) -> None:
+        # An entity entering a new -ING state is due at once; a retry passes its backoff time.
+        due = next_attempt_at if next_attempt_at is not None else 0.0
+        conn.execute(
+            update(self._table).where(self._table.c.id == p.id).values(**self._values(p, next_attempt_at=due))
+        )
+
+    def get(self, process_id: str, conn: Connection | None = None) -> P:
+        query = select(self._table.c.doc).where(self._table.c.id == process_id)
+        row = self._one(query, conn)
+        if row is None:
+            raise NotFound(f"{self.kind} {process_id} not found")
+        return self._decode(row[0])
+
+    def by_pid(self, *, side: str, own_pid: str, conn: Connection | None = None) -> P | None:
+        column = self._table.c.provider_pid if side == "provider" else self._table.c.consumer_pid
+        query = select(self._table.c.doc).where(column == own_pid, self._table.c.side == side)
+        row = self._one(query, conn)
+        return None if row is None else self._decode(row[0])
+
+    def find_by_consumer_pid(self, consumer_pid: str, counter_party: str, conn: Connection) -> P | None:
+        """Provider side: a process a consumer already opened (idempotent initial requests)."""
+        row = conn.execute(
+            select(self._table.c.doc).where(
+                self._table.c.consumer_pid == consumer_pid,
+                self._table.c.side == "provider",
+                self._table.c.counter_party_id == counter_party,
+            )
+        ).first()
+        return None if row is None else self._decode(row[0])
+
+    def _one(self, query: Any, conn: Connection | None) -> Any:
+        if conn is not None:
+            return conn.execute(query).first()
+        with reading(self._engine) as c:
+            return c.execute(query).first()
+
+    def recent(self, *, limit: int = 100, offset: int = 0) -> list[P]:
+        with reading(self._engine) as conn:
+            rows = conn.execute(
+                select(self._table.c.doc)
+                .order_by(self._table.c.updated_at.desc())
+                .limit(limit)
+                .offset(offset)
+            ).all()
+        return [self._decode(r[0]) for r in rows]
+
+    def due(self, *, now: float, limit: int, states: Iterable[str] | None = None) -> list[str]:
+        """Ids of processes in ``states`` (default: those owing the peer a message) that are due and not pending."""
+        wanted = sorted(states) if states is not None else self._sending
+        with reading(self._engine) as conn:
+            rows = conn.execute(
+                select(self._table.c.id)
+                .where(
+                    self._table.c.state.in_(wanted),
+                    self._table.c.pending.is_(False),
+                    self._table.c.next_attempt_at <= now,
+                )
+                .order_by(self._table.c.next_attempt_at)
+                .limit(limit)
+            ).all()
+        return [r[0] for r in rows]
+
+    def active(self, *, limit: int = 500) -> list[P]:
+        """Non-final processes (for the policy monitor)."""
+        finals = ["FINALIZED", "TERMINATED", "COMPLETED"]
+        with reading(self._engine) as conn:
+            rows = conn.execute(
+                select(self._table.c.doc).where(self._table.c.state.not_in(finals)).limit(limit)
+            ).all()
+        return [self._decode(r[0]) for r in rows]
+
+    @contextmanager
+    def leased(
+        self, process_id: str, holder: str, *, duration: float = 30.0, wait_s: float = 10.0
+    ) -> Iterator[None]:
+        """Hold the lease on one process for the body; waits (bounded) while another holder has it."""
+        deadline = time.monotonic() + wait_s
+        delay = 0.002
+        while True:
+            with transaction(self._engine) as conn:
+                if leases.acquire(conn, self.kind, process_id, holder, now=time.time(), duration=duration):
+                    break
+            if time.monotonic() > deadline:
+                raise Unavailable(f"{self.kind} {process_id} is busy; try again")
+            time.sleep(delay)
+            delay = min(delay * 2, 0.05)
+        try:
+            yield
+        finally:
+            with transaction(self._engine) as conn:
+                leases.release(conn, self.kind, process_id, holder)
+
+    def try_lease(self, process_id: str, holder: str, *, duration: float = 30.0) -> bool:
+        with transaction(self._engine) as conn:
+            return leases.acquire(conn, self.kind, process_id, holder, now=time.time(), duration=duration)
+
+    def release(self, process_id: str, holder: str) -> None:
+        with transaction(self._engine) as conn:
+            leases.release(conn, self.kind, process_id, holder)
+
+
+def negotiation_store(engine: Engine) -> ProcessStore[ContractNegotiation]:
+    return ProcessStore(
+        engine, negotiations, "negotiation", encode_negotiation, decode_negotiation, NEGOTIATION_SENDING
+    )
+
+
+def transfer_store(engine: Engine) -> ProcessStore[TransferProcess]:
+    return ProcessStore(engine, transfers, "transfer", encode_transfer, decode_transfer, TRANSFER_SENDING)
+
+
+class AgreementStore:
+    def __init__(self, engine: Engine) -> None:
+        self._engine = engine
+
+    def save(
+        self,
+        *,
+        agreement: dict[str, Any],
+        negotiation_id: str,
+        dataset_id: str,
+        signed_at: str,
+        conn: Connection,
+    ) -> None:
+        if (
+            conn.execute(select(agreements.c.id).where(agreements.c.id == agreement["@id"])).first()
+            is not None
+        ):
+            return
+        conn.execute(
+            insert(agreements).values(
+                id=agreement["@id"],
+                negotiation_id=negotiation_id,
+                dataset_id=dataset_id,
+                provider=agreement["assigner"],
+                consumer=agreement["assignee"],
+                doc=orjson.dumps(agreement).decode(),
+                signed_at=signed_at,
+            )
+        )
+
+    def get(self, agreement_id: str) -> dict[str, Any]:
+        with reading(self._engine) as conn:
+            row = conn.execute(select(agreements).where(agreements.c.id == agreement_id)).mappings().first()
+        if row is None:
+            raise NotFound(f"agreement {agreement_id} not found")
+        out = dict(row)
+        out["doc"] = orjson.loads(out["doc"])
+        return out
+
+    def recent(self, *, party: str | None = None, limit: int = 100) -> list[dict[str, Any]]:
+        query = select(agreements).order_by(agreements.c.signed_at.desc()).limit(limit)
+        if party:
+            query = query.where(or_(agreements.c.provider == party, agreements.c.consumer == party))
+        with reading(self._engine) as conn:
+            rows = conn.execute(query).mappings().all()
+        return [{**dict(r), "doc": orjson.loads(r["doc"])} for r in rows]

@@ -1,0 +1,408 @@
+"""Worker steps: decide what to do in waiting states, send owed messages, watch running transfers.
+
+Each processor handles one bounded batch per call under per-process leases, so several node processes
+sharing one PostgreSQL database never act on the same process twice.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from typing import Any
+
+from d4h.contracts import negotiation as neg
+from d4h.contracts import transfer as tp
+from d4h.contracts.automation import (
+    CONSUMER_DEFAULTS,
+    PROVIDER_DEFAULTS,
+    TRANSFER_PROVIDER_DEFAULTS,
+)
+from d4h.contracts.connector import Connector
+from d4h.contracts.enforcement import Counterparty, decide
+from d4h.contracts.negotiation import ContractNegotiation
+from d4h.contracts.states import NegotiationState, Side, TransferState
+from d4h.contracts.transfer import TransferProcess
+from d4h.dsp.client import PeerRefused, negotiation_path, transfer_path
+from d4h.errors import D4HError, Unavailable
+from d4h.policy import Scope, parse_policy
+from d4h.store.db import transaction
+
+_log = logging.getLogger("d4h.contracts")
+_N = NegotiationState
+_T = TransferState
+
+MAX_ATTEMPTS = 8
+WAIT_FOREVER = 1e18  # "no decision to take until the state changes"
+
+NEGOTIATION_DECISION_STATES = ("REQUESTED", "ACCEPTED", "VERIFIED", "OFFERED", "AGREED")
+TRANSFER_DECISION_STATES = ("REQUESTED", "STARTED", "SUSPENDED")
+
+
+def _backoff(attempt: int) -> float:
+    return float(min(2 ** max(attempt - 1, 0), 60))
+
+
+class SendNegotiations:
+    name = "negotiation-send"
+
+    def __init__(self, connector: Connector, batch: int = 20) -> None:
+        self._c = connector
+        self._batch = batch
+
+    def run_once(self) -> int:
+        done = 0
+        for pid in self._c.negotiations.due(now=time.time(), limit=self._batch):
+            if not self._c.negotiations.try_lease(pid, self._c.instance_id):
+                continue
+            try:
+                done += self._send(pid)
+            finally:
+                self._c.negotiations.release(pid, self._c.instance_id)
+        return done
+
+    def _send(self, pid: str) -> int:
+        c = self._c
+        n = c.negotiations.get(pid)
+        if not n.owes_message or n.pending:
+            return 0
+        msg = neg.outbound_message(n, callback_address=c.dsp_base_url)
+        body = msg.to_wire()
+        now = c.clock.now()
+        try:
+            ack = c.dsp.post(n.counter_party_address, negotiation_path(msg, n.side), n.counter_party_id, body)
+        except PeerRefused as exc:
+            # The peer will not take this message: the two sides cannot agree any more.
+            with transaction(c.engine) as conn:
+                n2 = neg.advance(n, _N.TERMINATED, at=now, error_detail=exc.message)
+                c.negotiations.save(n2, conn)
+                c.audit.append(
+                    actor=c.own_did, action="negotiation.failed", obj=n.id, outcome="refused", conn=conn
+                )
+            return 1
+        except Unavailable as exc:
+            with transaction(c.engine) as conn:
+                if n.state_count >= MAX_ATTEMPTS:
+                    n2 = neg.advance(
+                        n,
+                        _N.TERMINATED,
+                        at=now,
+                        error_detail=f"gave up after {n.state_count} attempts: {exc.message}",
+                    )
+                    c.negotiations.save(n2, conn)
+                else:
+                    n2 = neg.retry(n, at=now, error=exc.message)
+                    c.negotiations.save(n2, conn, next_attempt_at=time.time() + _backoff(n2.state_count))
+            return 1
+        peer_pid = None
+        if ack is not None:
+            peer_pid = ack.get("providerPid") if n.side is Side.CONSUMER else ack.get("consumerPid")
+        with transaction(c.engine) as conn:
+            n2 = neg.acknowledge(n, at=c.clock.now(), peer_pid=peer_pid if n.peer_pid is None else None)
+            c.negotiations.save(n2, conn)
+            c.audit.append(
+                actor=c.own_did, action=f"negotiation.{n2.state.value.lower()}", obj=n.id, conn=conn
+            )
+            if n2.state is _N.FINALIZED:
+                c._store_agreement(n2, conn)
+        return 1
+
+
+class SendTransfers:
+    name = "transfer-send"
+
+    def __init__(self, connector: Connector, batch: int = 20) -> None:
+        self._c = connector
+        self._batch = batch
+
+    def run_once(self) -> int:
+        done = 0
+        for pid in self._c.transfers.due(now=time.time(), limit=self._batch):
+            if not self._c.transfers.try_lease(pid, self._c.instance_id):
+                continue
+            try:
+                done += self._send(pid)
+            finally:
+                self._c.transfers.release(pid, self._c.instance_id)
+        return done
+
+    def _send(self, pid: str) -> int:
+        c = self._c
+        t = c.transfers.get(pid)
+        if not t.owes_message or t.pending:
+            return 0
+        msg = tp.outbound_message(t, callback_address=c.dsp_base_url)
+        now = c.clock.now()
+        try:
+            ack = c.dsp.post(
+                t.counter_party_address, transfer_path(msg, t.side), t.counter_party_id, msg.to_wire()
+            )
+        except PeerRefused as exc:
+            with transaction(c.engine) as conn:
+                c.transfers.save(tp.advance(t, _T.TERMINATED, at=now, error_detail=exc.message), conn)
+                c.dataplane.revoke(conn, t.id)
+            return 1
+        except Unavailable as exc:
+            with transaction(c.engine) as conn:
+                if t.state_count >= MAX_ATTEMPTS:
+                    c.transfers.save(tp.advance(t, _T.TERMINATED, at=now, error_detail=exc.message), conn)
+                    c.dataplane.revoke(conn, t.id)
+                else:
+                    t2 = tp.retry(t, at=now, error=exc.message)
+                    c.transfers.save(t2, conn, next_attempt_at=time.time() + _backoff(t2.state_count))
+            return 1
+        peer_pid = ack.get("providerPid") if ack is not None and t.side is Side.CONSUMER else None
+        with transaction(c.engine) as conn:
+            t2 = tp.acknowledge(t, at=c.clock.now(), peer_pid=peer_pid if t.peer_pid is None else None)
+            c.transfers.save(t2, conn)
+            c.audit.append(actor=c.own_did, action=f"transfer.{t2.state.value.lower()}", obj=t.id, conn=conn)
+        return 1
+
+
+class DecideNegotiations:
+    """Automation and scripts for negotiations waiting on this side."""
+
+    name = "negotiation-decide"
+
+    def __init__(self, connector: Connector, batch: int = 20) -> None:
+        self._c = connector
+        self._batch = batch
+
+    def run_once(self) -> int:
+        done = 0
+        c = self._c
+        for pid in c.negotiations.due(now=time.time(), limit=self._batch, states=NEGOTIATION_DECISION_STATES):
+            if not c.negotiations.try_lease(pid, c.instance_id):
+                continue
+            try:
+                done += self._decide(pid)
+            except D4HError as exc:
+                _log.warning("negotiation decision failed", extra={"negotiation": pid, "error": exc.message})
+            finally:
+                c.negotiations.release(pid, c.instance_id)
+        return done
+
+    def _decide(self, pid: str) -> int:
+        c = self._c
+        n = c.negotiations.get(pid)
+        if n.pending or n.state.value not in NEGOTIATION_DECISION_STATES:
+            return 0
+        key = n.offer.target if n.offer is not None else None
+        action = c.scripts.next_action(key, n.id, n.state.value) if c.scripts else None
+        if action is None:
+            defaults = PROVIDER_DEFAULTS if n.side is Side.PROVIDER else CONSUMER_DEFAULTS
+            action = defaults.get(n.state.value, "wait")
+        now = c.clock.now()
+        new, reason = self._apply(n, action, now)
+        with transaction(c.engine) as conn:
+            if new is None:
+                c.negotiations.save(n, conn, next_attempt_at=WAIT_FOREVER)
+                return 0
+            c.negotiations.save(new, conn)
+            c.audit.append(
+                actor=c.own_did,
+                action=f"negotiation.decide.{action}",
+                obj=n.id,
+                outcome="ok" if new.state not in (_N.TERMINATING, _N.TERMINATED) else "refused",
+                params={"reason": reason},
+                conn=conn,
+            )
+        c.wake()
+        return 1
+
+    def _apply(
+        self, n: ContractNegotiation, action: str, now: Any
+    ) -> tuple[ContractNegotiation | None, str | None]:
+        c = self._c
+        if action == "agree" and n.side is Side.PROVIDER:
+            verdict = self._contract_verdict(n)
+            if verdict is None:
+                return neg.agree(n, c.make_agreement(n), at=now), None
+            pending, reason = verdict
+            if pending:
+                return neg.set_pending(n, True, reason=reason), reason
+            return neg.terminate(n, at=now, reason=reason), reason
+        if action == "offer":
+            assert n.offer is not None
+            return neg.counter_offer(n, n.offer, at=now), None
+        if action == "counter":
+            assert n.offer is not None
+            return neg.counter_request(n, n.offer, at=now), None
+        if action == "accept":
+            return neg.accept(n, at=now), None
+        if action == "verify":
+            if n.agreement is not None and n.offer is not None:
+                diffs = neg.offer_differences(n.agreement, n.offer)
+                if diffs:
+                    reason = "agreement differs from the request: " + "; ".join(diffs)
+                    return neg.terminate(n, at=now, reason=reason), reason
+            return neg.verify(n, at=now), None
+        if action == "finalize":
+            return neg.finalize(n, at=now), None
+        if action == "terminate":
+            return neg.terminate(n, at=now, reason="terminated by the " + n.side.value), "scripted"
+        return None, None
+
+    def _contract_verdict(self, n: ContractNegotiation) -> tuple[bool, str] | None:
+        """None when the contract policy allows; else (pending?, reason)."""
+        c = self._c
+        assert n.offer is not None
+        caller = c.negotiations.caller_of(n.id)
+        party = Counterparty.from_json(caller) if caller else Counterparty(n.counter_party_id, frozenset())
+        ref = c.registry.find_offer(n.offer.id)
+        policy = parse_policy(ref.body())
+        decision = decide(
+            policy,
+            party,
+            Scope.CONTRACT_NEGOTIATION,
+            c.clock,
+            dataset_id=ref.dataset_id,
+            permit_check=c.permit_check,
+        )
+        if decision.allowed:
+            return None
+        reason = "; ".join(decision.reasons)
+        # Only a missing permit can still change without the consumer sending anything new: wait for it.
+        waiting = all("permit" in r.lower() for r in decision.reasons)
+        return waiting, reason
+
+
+class DecideTransfers:
+    name = "transfer-decide"
+
+    def __init__(self, connector: Connector, batch: int = 20) -> None:
+        self._c = connector
+        self._batch = batch
+
+    def run_once(self) -> int:
+        done = 0
+        c = self._c
+        for pid in c.transfers.due(now=time.time(), limit=self._batch, states=TRANSFER_DECISION_STATES):
+            if not c.transfers.try_lease(pid, c.instance_id):
+                continue
+            try:
+                done += self._decide(pid)
+            except D4HError as exc:
+                _log.warning("transfer decision failed", extra={"transfer": pid, "error": exc.message})
+            finally:
+                c.transfers.release(pid, c.instance_id)
+        return done
+
+    def _decide(self, pid: str) -> int:
+        c = self._c
+        t = c.transfers.get(pid)
+        if t.pending or t.state.value not in TRANSFER_DECISION_STATES:
+            return 0
+        action = (
+            c.scripts.next_action(t.agreement_id, t.id, t.state.value, transfer=True) if c.scripts else None
+        )
+        if action is None:
+            action = (
+                TRANSFER_PROVIDER_DEFAULTS.get(t.state.value, "wait") if t.side is Side.PROVIDER else "wait"
+            )
+        now = c.clock.now()
+        with transaction(c.engine) as conn:
+            new: TransferProcess | None
+            if action == "start":
+                refusal = self._transfer_refusal(t) if t.state is _T.REQUESTED else None
+                if refusal:
+                    new = tp.terminate(t, at=now, reason=refusal)
+                else:
+                    new = c.provider_start(t, conn) if t.side is Side.PROVIDER else tp.start(t, at=now)
+            elif action == "complete":
+                new = tp.complete(t, at=now)
+            elif action == "suspend":
+                new = tp.suspend(t, at=now, reason="suspended by the " + t.side.value)
+            elif action == "terminate":
+                new = tp.terminate(t, at=now, reason="terminated by the " + t.side.value)
+            else:
+                new = None
+            if new is None:
+                c.transfers.save(t, conn, next_attempt_at=WAIT_FOREVER)
+                return 0
+            if t.side is Side.PROVIDER and new.state in (
+                _T.SUSPENDING,
+                _T.COMPLETING,
+                _T.TERMINATING,
+                _T.TERMINATED,
+            ):
+                c.dataplane.revoke(conn, t.id)
+            c.transfers.save(new, conn)
+            c.audit.append(actor=c.own_did, action=f"transfer.decide.{action}", obj=t.id, conn=conn)
+        c.wake()
+        return 1
+
+    def _transfer_refusal(self, t: TransferProcess) -> str | None:
+        """Provider: the agreement's policy must still hold at transfer start (scope transfer.process)."""
+        c = self._c
+        agreement = c.agreements.get(t.agreement_id)
+        caller = c.transfers.caller_of(t.id)
+        party = Counterparty.from_json(caller) if caller else Counterparty(t.counter_party_id, frozenset())
+        policy = parse_policy(agreement["doc"])
+        decision = decide(
+            policy,
+            party,
+            Scope.TRANSFER_PROCESS,
+            c.clock,
+            dataset_id=agreement["dataset_id"],
+            permit_check=c.permit_check,
+        )
+        return None if decision.allowed else "; ".join(decision.reasons)
+
+
+class PolicyMonitor:
+    """Terminates running provider transfers whose agreement no longer holds (expiry, revoked permit)."""
+
+    name = "policy-monitor"
+
+    def __init__(self, connector: Connector, every_s: float = 5.0) -> None:
+        self._c = connector
+        self._every = every_s
+        self._last = 0.0
+
+    def run_once(self) -> int:
+        if time.monotonic() - self._last < self._every:
+            return 0
+        self._last = time.monotonic()
+        c = self._c
+        done = 0
+        for t in c.transfers.active():
+            if t.side is not Side.PROVIDER or t.state is not _T.STARTED:
+                continue
+            try:
+                agreement = c.agreements.get(t.agreement_id)
+                caller = c.transfers.caller_of(t.id)
+                party = (
+                    Counterparty.from_json(caller)
+                    if caller
+                    else Counterparty(t.counter_party_id, frozenset())
+                )
+                decision = decide(
+                    parse_policy(agreement["doc"]),
+                    party,
+                    Scope.POLICY_MONITOR,
+                    c.clock,
+                    dataset_id=agreement["dataset_id"],
+                    permit_check=c.permit_check,
+                    agreed_at=_parse_time(agreement["signed_at"]),
+                )
+            except D4HError as exc:
+                _log.warning(
+                    "policy monitor could not evaluate", extra={"transfer": t.id, "error": exc.message}
+                )
+                continue
+            if decision.allowed:
+                continue
+            reason = "agreement no longer holds: " + "; ".join(decision.reasons)
+
+            def stop(x: TransferProcess, why: str = reason) -> TransferProcess:
+                return tp.terminate(x, at=c.clock.now(), reason=why)
+
+            c.decide_transfer(t.id, stop, actor=c.own_did, action="transfer.monitor.terminate")
+            done += 1
+        return done
+
+
+def _parse_time(text: str) -> Any:
+    from datetime import datetime
+
+    return datetime.fromisoformat(text.replace("Z", "+00:00"))
