@@ -27,8 +27,9 @@ def run_cli(
     )
 
 
-def d4h_processes() -> set[int]:
-    """PIDs of every running `d4h node serve` process on this machine."""
+def d4h_processes(under: Path | None = None) -> set[int]:
+    """PIDs of running `d4h node serve` processes (only those serving a directory below ``under``,
+    so tests running in parallel do not see each other's nodes)."""
     pids = set()
     for entry in Path("/proc").iterdir():
         if not entry.name.isdigit():
@@ -38,6 +39,8 @@ def d4h_processes() -> set[int]:
         except OSError:
             continue
         if b"d4h" in cmd and b"serve" in cmd and b"node" in cmd:
+            if under is not None and not any(str(under).encode() in part for part in cmd):
+                continue
             pids.add(int(entry.name))
     return pids
 

@@ -13,7 +13,7 @@ from tests.e2e.conftest import d4h_processes, run_cli
 
 
 def test_demo_runs_every_step_and_leaves_no_process(tmp_path: Path) -> None:
-    before = d4h_processes()
+    before = d4h_processes(tmp_path)
     result = run_cli("demo", "--json", "--workdir", str(tmp_path), timeout=120)
     assert result.returncode == 0, result.stderr[-2000:]
     summary = json.loads(result.stdout)
@@ -26,11 +26,11 @@ def test_demo_runs_every_step_and_leaves_no_process(tmp_path: Path) -> None:
     ]
     assert sorted(p["roles"] for p in participants) == ["authority", "holder", "holder", "user"]
     assert all(s["seconds"] >= 0 for s in summary["steps"])
-    assert d4h_processes() - before == set()
+    assert d4h_processes(tmp_path) - before == set()
 
 
 def test_demo_keep_running_prints_urls_and_stops_on_ctrl_c(tmp_path: Path) -> None:
-    before = d4h_processes()
+    before = d4h_processes(tmp_path)
     proc = subprocess.Popen(
         [sys.executable, "-m", "d4h", "demo", "--keep-running", "--workdir", str(tmp_path)],
         stdout=subprocess.PIPE,
@@ -49,7 +49,7 @@ def test_demo_keep_running_prints_urls_and_stops_on_ctrl_c(tmp_path: Path) -> No
             break
     text = "".join(lines)
     assert "http://127.0.0.1:" in text and "hospital-north" in text, text
-    assert len(d4h_processes() - before) == 4
+    assert len(d4h_processes(tmp_path) - before) == 4
     proc.send_signal(signal.SIGINT)
     proc.wait(60)
-    assert d4h_processes() - before == set()
+    assert d4h_processes(tmp_path) - before == set()

@@ -113,7 +113,7 @@ def test_tampered_audit_log_is_reported_by_cli(tmp_path: Path) -> None:
 
 def test_supervised_nodes_exit_when_supervisor_is_killed(tmp_path: Path) -> None:
     node_dir, port = _init(tmp_path)
-    before = d4h_processes()
+    before = d4h_processes(tmp_path)
     script = (
         "import sys, time; from pathlib import Path; from d4h.node.supervisor import Supervisor;"
         f"s = Supervisor(); s.start('n', Path({str(node_dir)!r}), 'http://127.0.0.1:{port}');"
@@ -121,11 +121,11 @@ def test_supervised_nodes_exit_when_supervisor_is_killed(tmp_path: Path) -> None
     )
     parent = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True)
     assert parent.stdout is not None and parent.stdout.readline().strip() == "ready"
-    children = d4h_processes() - before
+    children = d4h_processes(tmp_path) - before
     assert children
     os.kill(parent.pid, signal.SIGKILL)
     parent.wait(10)
     deadline = time.monotonic() + 20
-    while time.monotonic() < deadline and (d4h_processes() & children):
+    while time.monotonic() < deadline and (d4h_processes(tmp_path) & children):
         time.sleep(0.2)
-    assert not (d4h_processes() & children), "node outlived its killed supervisor"
+    assert not (d4h_processes(tmp_path) & children), "node outlived its killed supervisor"
