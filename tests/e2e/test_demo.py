@@ -25,6 +25,11 @@ def test_demo_runs_every_step_and_leaves_no_process(tmp_path: Path) -> None:
         "participants"
     ]
     assert sorted(p["roles"] for p in participants) == ["authority", "holder", "holder", "user"]
+    figures = {s["name"]: s["figures"] for s in summary["steps"]}
+    assert figures["onboard participants with the authority"]["credentials_issued"] == 8
+    assert figures["verify credentials between every pair of nodes (DCP)"]["authenticated_calls"] == 12
+    assert figures["institute negotiates a contract with each hospital"]["agreements"] == 2
+    assert figures["institute pulls data under each agreement"]["transfers"] == 2
     assert all(s["seconds"] >= 0 for s in summary["steps"])
     assert d4h_processes(tmp_path) - before == set()
 

@@ -158,6 +158,17 @@ def verify_audit_logs(ctx: DemoContext) -> dict[str, Any]:
     return {"audit_entries_verified": entries}
 
 
+def _connector_steps() -> list[Step]:
+    from d4h.demo import connector_steps as cs
+
+    return [
+        Step("hospitals publish datasets and offers", cs.publish_datasets),
+        Step("institute reads both hospitals' catalogs (DSP)", cs.browse_catalogs),
+        Step("institute negotiates a contract with each hospital", cs.negotiate_contracts),
+        Step("institute pulls data under each agreement", cs.transfer_data),
+    ]
+
+
 SCENARIO: list[Step] = [
     Step("create participant nodes", create_nodes),
     Step("start node processes", start_nodes),
@@ -165,5 +176,6 @@ SCENARIO: list[Step] = [
     Step("list participants", list_participants),
     Step("onboard participants with the authority", onboard_participants),
     Step("verify credentials between every pair of nodes (DCP)", verify_credentials),
+    *_connector_steps(),
     Step("verify audit logs", verify_audit_logs),
 ]

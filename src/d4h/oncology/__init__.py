@@ -1,0 +1,1 @@
+"""Oncology tumour-board support: 'patients like this' across holders and chemotherapy toxicity (CTCAE, CARG)."""
