@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from d4h.clock import FixedClock
+from tests.apps import node_app  # noqa: F401  (fixture: one node app in-process)
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from fastapi import APIRouter
 
 from d4h.errors import Conflict
-from tests.component.conftest import RunningApp
+from tests.apps import RunningApp
 
 
 def test_health_and_readiness_answer_when_started(node_app: RunningApp) -> None:

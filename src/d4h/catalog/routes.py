@@ -4,16 +4,50 @@ from __future__ import annotations
 
 from typing import Any
 
+import orjson
 from fastapi import APIRouter, Query, Response
 from pydantic import BaseModel, Field
 
+from d4h.catalog.describe import describe
+from d4h.catalog.healthdcat import dataset_graph, to_turtle
+from d4h.catalog.healthdcat import to_jsonld as graph_jsonld
 from d4h.catalog.registry import ContractDefinition, DatasetEntry
 from d4h.dsp.version import DEFAULT_BASE_PATH
 from d4h.node.deps import AdminDep, NodeDep
-from d4h.policy import to_jsonld
+from d4h.policy import to_jsonld, vocabulary_document
 from d4h.trust.did import did_from_url
 
 router = APIRouter(prefix="/api/v1", tags=["catalog"])
+public_router = APIRouter(tags=["catalog"])
+
+
+def _description(node: Any, dataset_id: str) -> Any:
+    s = node.settings
+    return describe(
+        node.registry.dataset(dataset_id),
+        base_url=s.base_url,
+        publisher=s.participant.legal_name or s.participant.name,
+        hdab_name="Health Data Access Body",
+        hdab_url=s.authority_url,
+    )
+
+
+@public_router.get("/catalog/healthdcat/{dataset_id}.jsonld", operation_id="catalog-healthdcat-jsonld")
+def healthdcat_jsonld(node: NodeDep, dataset_id: str) -> Response:
+    """The dataset's HealthDCAT-AP Release 8 description (JSON-LD with an inline context; public metadata)."""
+    graph = dataset_graph(_description(node, dataset_id))
+    return Response(orjson.dumps(graph_jsonld(graph)), media_type="application/ld+json")
+
+
+@public_router.get("/catalog/healthdcat/{dataset_id}.ttl", operation_id="catalog-healthdcat-turtle")
+def healthdcat_turtle(node: NodeDep, dataset_id: str) -> Response:
+    return Response(to_turtle(dataset_graph(_description(node, dataset_id))), media_type="text/turtle")
+
+
+@public_router.get("/api/v1/policy/vocabulary", operation_id="policy-vocabulary")
+def policy_vocabulary() -> dict[str, Any]:
+    """The d4h health profile: left operands, allowed values and operators this node evaluates."""
+    return vocabulary_document()
 
 
 class DatasetCreate(BaseModel):

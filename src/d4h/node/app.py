@@ -234,6 +234,7 @@ def create_app(ctx: NodeContext) -> FastAPI:
     app.include_router(dsp_routes.version_router)
     app.include_router(dsp_routes.router)
     app.include_router(catalog_routes.router)
+    app.include_router(catalog_routes.public_router)
     app.include_router(contract_routes.router)
     app.include_router(dataplane_routes.router)
     if ctx.settings.tck_mode:
