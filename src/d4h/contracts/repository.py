@@ -7,6 +7,7 @@ worker has saved the acknowledgement; the handler then waits for the lease).
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
@@ -143,11 +144,18 @@ class ProcessStore(Generic[P]):
             ).all()
         return [self._decode(r[0]) for r in rows]
 
+    @staticmethod
+    def _holder(holder: str) -> str:
+        # One holder per thread: a node's inbound handlers and its worker run in different threads of one
+        # process and must exclude each other too (a process-wide holder would re-enter its own lease).
+        return f"{holder}/{threading.get_ident()}"
+
     @contextmanager
     def leased(
         self, process_id: str, holder: str, *, duration: float = 30.0, wait_s: float = 10.0
     ) -> Iterator[None]:
         """Hold the lease on one process for the body; waits (bounded) while another holder has it."""
+        holder = self._holder(holder)
         deadline = time.monotonic() + wait_s
         delay = 0.002
         while True:
@@ -166,11 +174,13 @@ class ProcessStore(Generic[P]):
 
     def try_lease(self, process_id: str, holder: str, *, duration: float = 30.0) -> bool:
         with transaction(self._engine) as conn:
-            return leases.acquire(conn, self.kind, process_id, holder, now=time.time(), duration=duration)
+            return leases.acquire(
+                conn, self.kind, process_id, self._holder(holder), now=time.time(), duration=duration
+            )
 
     def release(self, process_id: str, holder: str) -> None:
         with transaction(self._engine) as conn:
-            leases.release(conn, self.kind, process_id, holder)
+            leases.release(conn, self.kind, process_id, self._holder(holder))
 
 
 def negotiation_store(engine: Engine) -> ProcessStore[ContractNegotiation]:

@@ -69,5 +69,10 @@ def holder_of(conn: Connection, kind: str, resource_id: str, *, now: float) -> s
 
 
 def expire_all_of(conn: Connection, holder: str) -> int:
-    """Release every lease of a holder at once (clean shutdown hands work to the next process)."""
-    return conn.execute(update(leases).where(leases.c.leased_by == holder).values(expires_at=0.0)).rowcount
+    """Release every lease of a holder (and of its threads, ``holder/<thread>``) at once: a clean shutdown
+    hands work to the next process."""
+    return conn.execute(
+        update(leases)
+        .where(or_(leases.c.leased_by == holder, leases.c.leased_by.startswith(holder + "/")))
+        .values(expires_at=0.0)
+    ).rowcount
