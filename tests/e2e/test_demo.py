@@ -14,7 +14,7 @@ from tests.e2e.conftest import d4h_processes, run_cli
 
 def test_demo_runs_every_step_and_leaves_no_process(tmp_path: Path) -> None:
     before = d4h_processes(tmp_path)
-    result = run_cli("demo", "--json", "--workdir", str(tmp_path), timeout=120)
+    result = run_cli("demo", "--json", "--workdir", str(tmp_path), "--patients", "200", timeout=180)
     assert result.returncode == 0, result.stderr[-2000:]
     summary = json.loads(result.stdout)
     assert summary["status"] == "ok"
@@ -30,6 +30,11 @@ def test_demo_runs_every_step_and_leaves_no_process(tmp_path: Path) -> None:
     assert figures["verify credentials between every pair of nodes (DCP)"]["authenticated_calls"] == 12
     assert figures["institute negotiates a contract with each hospital"]["agreements"] == 2
     assert figures["institute pulls data under each agreement"]["transfers"] == 2
+    counts = figures["hospitals synthesise and ingest their populations (FHIR R4 to OMOP CDM 5.4)"][
+        "omop_counts"
+    ]
+    assert {c["person"] for c in counts.values()} == {200}
+    assert all(c["measurement"] > 0 and c["condition_occurrence"] > 0 for c in counts.values())
     assert all(s["seconds"] >= 0 for s in summary["steps"])
     assert d4h_processes(tmp_path) - before == set()
 
@@ -37,7 +42,17 @@ def test_demo_runs_every_step_and_leaves_no_process(tmp_path: Path) -> None:
 def test_demo_keep_running_prints_urls_and_stops_on_ctrl_c(tmp_path: Path) -> None:
     before = d4h_processes(tmp_path)
     proc = subprocess.Popen(
-        [sys.executable, "-m", "d4h", "demo", "--keep-running", "--workdir", str(tmp_path)],
+        [
+            sys.executable,
+            "-m",
+            "d4h",
+            "demo",
+            "--keep-running",
+            "--workdir",
+            str(tmp_path),
+            "--patients",
+            "100",
+        ],
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,

@@ -27,6 +27,9 @@ def demo(
     workdir: Annotated[
         Path | None, typer.Option(help="where node directories go (default: a temp dir)")
     ] = None,
+    patients: Annotated[
+        int, typer.Option(min=50, max=1_000_000, help="synthetic patients per hospital")
+    ] = 2000,
 ) -> None:
     """Run the end-to-end data space demo on embedded defaults."""
     base = workdir or Path(tempfile.mkdtemp(prefix="d4h-demo-"))
@@ -44,7 +47,7 @@ def demo(
             _out.print(f"    [red]{result.error}[/]")
 
     with supervisor.running(), httpx.Client(timeout=30.0) as http:
-        ctx = DemoContext(workdir=base, supervisor=supervisor, http=http)
+        ctx = DemoContext(workdir=base, supervisor=supervisor, http=http, patients=patients)
         if not as_json:
             _out.print(f"[bold]d4h demo[/] — node directories in {base}")
         summary = run_scenario(ctx, SCENARIO, on_step=show)

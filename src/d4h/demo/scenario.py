@@ -40,6 +40,7 @@ class DemoContext:
     http: httpx.Client
     nodes: dict[str, DemoNode] = field(default_factory=dict)
     lines: list[str] = field(default_factory=list)  # what the step wants shown to the person
+    patients: int = 2000  # synthetic patients per hospital
 
     def say(self, line: str) -> None:
         self.lines.append(line)
@@ -160,8 +161,13 @@ def verify_audit_logs(ctx: DemoContext) -> dict[str, Any]:
 
 def _connector_steps() -> list[Step]:
     from d4h.demo import connector_steps as cs
+    from d4h.demo import holder_steps as hs
 
     return [
+        Step(
+            "hospitals synthesise and ingest their populations (FHIR R4 to OMOP CDM 5.4)",
+            hs.ingest_populations,
+        ),
         Step("hospitals publish datasets and offers", cs.publish_datasets),
         Step("institute reads both hospitals' catalogs (DSP)", cs.browse_catalogs),
         Step("institute negotiates a contract with each hospital", cs.negotiate_contracts),
