@@ -190,7 +190,13 @@ class Connector:
         return neg.ack_message(n).to_wire()
 
     def negotiation_state(self, caller: Counterparty, pid: str) -> dict[str, Any]:
-        return neg.ack_message(self._negotiation_by_pid(pid, caller.did)).to_wire()
+        n = self._negotiation_by_pid(pid, caller.did)
+        if n.peer_pid is None:
+            # Our initial message may be in flight (the peer answers before the worker records its pid):
+            # the worker holds the lease until then, so wait for it and read again.
+            with self.negotiations.leased(n.id, self.instance_id):
+                n = self.negotiations.get(n.id)
+        return neg.ack_message(n).to_wire()
 
     def _store_agreement(self, n: ContractNegotiation, conn: Any) -> None:
         if n.agreement is None:
@@ -270,7 +276,11 @@ class Connector:
         return tp.ack_message(t).to_wire()
 
     def transfer_state(self, caller: Counterparty, pid: str) -> dict[str, Any]:
-        return tp.ack_message(self._transfer_by_pid(pid, caller.did)).to_wire()
+        t = self._transfer_by_pid(pid, caller.did)
+        if t.peer_pid is None:  # as for negotiations: let an in-flight initial send settle first
+            with self.transfers.leased(t.id, self.instance_id):
+                t = self.transfers.get(t.id)
+        return tp.ack_message(t).to_wire()
 
     # -- management operations (this node's own decisions) -----------------------------------------
 

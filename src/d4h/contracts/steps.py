@@ -337,7 +337,7 @@ class DecideTransfers:
         agreement = c.agreements.get(t.agreement_id)
         caller = c.transfers.caller_of(t.id)
         party = Counterparty.from_json(caller) if caller else Counterparty(t.counter_party_id, frozenset())
-        policy = parse_policy(agreement["doc"])
+        policy = parse_policy(_agreement_doc(agreement, party))
         decision = decide(
             policy,
             party,
@@ -377,7 +377,7 @@ class PolicyMonitor:
                     else Counterparty(t.counter_party_id, frozenset())
                 )
                 decision = decide(
-                    parse_policy(agreement["doc"]),
+                    parse_policy(_agreement_doc(agreement, party)),
                     party,
                     Scope.POLICY_MONITOR,
                     c.clock,
@@ -400,6 +400,14 @@ class PolicyMonitor:
             c.decide_transfer(t.id, stop, actor=c.own_did, action="transfer.monitor.terminate")
             done += 1
         return done
+
+
+def _agreement_doc(agreement: dict[str, Any], party: Counterparty) -> Any:
+    """The agreement's policy; a seeded agreement for any member ("*", TCK mode) binds to the caller."""
+    doc = agreement["doc"]
+    if agreement.get("consumer") == "*" and isinstance(doc, dict):
+        return {**doc, "assignee": party.did}
+    return doc
 
 
 def _parse_time(text: str) -> Any:
