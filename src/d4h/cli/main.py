@@ -7,7 +7,7 @@ import sys
 
 import typer
 
-from d4h.cli import audit_cmd, demo_cmd, exit_codes, node_cmd, trust_cmd
+from d4h.cli import audit_cmd, demo_cmd, exit_codes, hdab_cmd, node_cmd, trust_cmd
 from d4h.errors import D4HError
 
 app = typer.Typer(
@@ -20,6 +20,7 @@ app = typer.Typer(
 app.add_typer(node_cmd.app, name="node")
 app.add_typer(audit_cmd.app, name="audit")
 app.add_typer(trust_cmd.app, name="trust")
+app.add_typer(hdab_cmd.app, name="hdab")
 app.command("demo")(demo_cmd.demo)
 
 

@@ -31,6 +31,8 @@ from d4h.dsp import tck
 from d4h.dsp.client import DspClient
 from d4h.dsp.version import DEFAULT_BASE_PATH
 from d4h.errors import ConfigError
+from d4h.hdab import routes as hdab_routes
+from d4h.hdab.permits import PermitVerifier
 from d4h.node import errors as error_table
 from d4h.node import health, info
 from d4h.node.context import NodeContext
@@ -112,6 +114,12 @@ def build_context(settings: NodeSettings, *, clock: Clock | None = None) -> Node
     )
     if settings.tck_mode:
         connector.scripts = tck.seed(registry, connector, clock)
+    # Holders verify presented data permits offline against the trusted HDABs (issue 6).
+    connector.permit_check = PermitVerifier(
+        resolver=trust.resolver,
+        trusted_hdabs=settings.effective_trusted_issuers,
+        fetch_status_list=trust.fetch_status_list,
+    )
     return NodeContext(
         settings=settings,
         engine=engine,
@@ -135,9 +143,11 @@ def _processors(ctx: NodeContext) -> list[Processor]:
         steps.SendTransfers(c),
         steps.DecideNegotiations(c),
         steps.DecideTransfers(c),
-        steps.PolicyMonitor(c),
+        steps.PolicyMonitor(c, every_s=ctx.settings.policy_monitor_interval_s),
         _checkpoint_job(ctx),
     ]
+    if ctx.issuer is not None:
+        procs.append(hdab_routes.crawler_for(ctx))
     for module in modules_for(ctx.settings.roles):
         procs.extend(factory(ctx) for factory in module.processors)
     return procs
@@ -231,6 +241,10 @@ def create_app(ctx: NodeContext) -> FastAPI:
     app.include_router(trust_routes.admin_router)
     if ctx.issuer is not None:
         app.include_router(trust_routes.authority_router)
+        app.include_router(hdab_routes.authority_router(ctx))
+    if ctx.settings.has(Role.HOLDER):
+        app.include_router(hdab_routes.holder_router(ctx))
+    app.include_router(hdab_routes.permit_router(ctx))
     app.include_router(dsp_routes.version_router)
     app.include_router(dsp_routes.router)
     app.include_router(catalog_routes.router)

@@ -31,7 +31,7 @@ ROLE_MODULES: dict[Role, RoleModule] = {
     Role.AUTHORITY: RoleModule(
         Role.AUTHORITY,
         "Dataspace governance authority: trust anchor, membership, and Health Data Access Body",
-        ("audit", "trust", "membership-issuer", "dsp-connector"),
+        ("audit", "trust", "membership-issuer", "hdab", "federated-catalogue", "dsp-connector"),
     ),
     Role.HOLDER: RoleModule(
         Role.HOLDER,

@@ -59,6 +59,8 @@ class NodeSettings(BaseSettings):
     status_list_ttl_s: float = Field(default=300.0, ge=0)  # how long a fetched status list is trusted
     did_cache_ttl_s: float = Field(default=300.0, ge=0)
     vp_cache_ttl_s: float = Field(default=60.0, ge=0)  # 0 re-queries the caller's presentation every call
+    policy_monitor_interval_s: float = Field(default=5.0, gt=0)  # how often running transfers are re-checked
+    hdab_crawl_interval_s: float = Field(default=300.0, gt=0)  # authority: federated catalogue crawl period
     auto_approve_members: bool = False  # authority: issue membership without a human review (demo)
     # DSP TCK mode: seeds the TCK's datasets/agreements, scripts provider behaviour by id and enables the
     # consumer-initiation hooks. Test and conformance runs only; refused outside dev mode.

@@ -40,6 +40,8 @@ class VerifiedPresentation:
     holder: str
     credentials: tuple[VerifiedCredential, ...]
     expires_at: datetime | None = None
+    # VC-JWTs of deferred types (e.g. data permits): not verified here, checked later by their consumer.
+    deferred: tuple[str, ...] = field(default=(), repr=False)
 
     @property
     def roles(self) -> frozenset[str]:
@@ -101,8 +103,13 @@ def verify_presentation(
     expected_holder: str | None = None,
     audience: str | None = None,
     leeway: timedelta = DEFAULT_LEEWAY,
+    deferred_types: Collection[str] = (),
 ) -> VerifiedPresentation:
-    """Verify a VP-JWT and every credential in it; failures are ``Unauthenticated`` naming the check."""
+    """Verify a VP-JWT and every credential in it; failures are ``Unauthenticated`` naming the check.
+
+    Credentials of a type in ``deferred_types`` are only holder-bound here and returned unverified in
+    ``deferred``: a revoked data permit must fail its own policy check, not the caller's authentication.
+    """
     compact = peek(token, what="presentation")
     if expected_holder is not None:
         # Check the claimed signer before resolving it, so a forged presentation cannot make this
@@ -130,9 +137,14 @@ def verify_presentation(
     if audience is not None and "aud" in vp and audience not in _as_list(vp.get("aud")):
         raise Unauthenticated(f"presentation audience {vp.get('aud')!r} does not include {audience}")
     credentials = []
+    deferred = []
     for envelope in _as_list(vp.get("verifiableCredential")):
+        token = _unwrap(envelope)
+        if deferred_types and _deferred(token, deferred_types, signer):
+            deferred.append(token)
+            continue
         vc = verify_credential(
-            _unwrap(envelope),
+            token,
             resolver=resolver,
             clock=clock,
             trusted_issuers=trusted_issuers,
@@ -146,7 +158,23 @@ def verify_presentation(
         credentials.append(vc)
     if not credentials:
         raise Unauthenticated("presentation holds no credentials")
-    return VerifiedPresentation(holder=signer, credentials=tuple(credentials), expires_at=expires_at)
+    return VerifiedPresentation(
+        holder=signer, credentials=tuple(credentials), expires_at=expires_at, deferred=tuple(deferred)
+    )
+
+
+def _deferred(token: str, deferred_types: Collection[str], holder: str) -> bool:
+    """Whether a credential is of a deferred type; such a credential must still be about the holder."""
+    payload = peek(token, what="credential").payload
+    if not set(map(str, _as_list(payload.get("type")))) & set(deferred_types):
+        return False
+    subject = payload.get("credentialSubject")
+    subject_id = subject.get("id") if isinstance(subject, Mapping) else None
+    if subject_id != holder:
+        raise Unauthenticated(
+            f"holder binding fails: credential {payload.get('id')} is about {subject_id}, not the holder {holder}"
+        )
+    return True
 
 
 @dataclass(frozen=True)

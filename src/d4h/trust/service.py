@@ -39,7 +39,19 @@ from d4h.trust.tokens import IdToken, VerifiedCaller, authenticate_caller, creat
 _log = logging.getLogger("d4h.trust")
 
 CREDENTIAL_SERVICE_PATH = "/dcp"
-DEFAULT_SCOPES = (type_scope(MEMBERSHIP_TYPE),)
+PERMIT_CREDENTIAL_TYPE = "DataPermitCredential"  # d4h.hdab.permits.PERMIT_TYPE (trust must not import hdab)
+DEFAULT_SCOPES = (type_scope(MEMBERSHIP_TYPE), type_scope(PERMIT_CREDENTIAL_TYPE))
+# Presented permits are checked by the permit policy (d4h.hdab.permits.PermitVerifier), not at login.
+DEFERRED_TYPES = (PERMIT_CREDENTIAL_TYPE,)
+
+
+def permit_shown_to(credential: StoredCredential, verifier_did: str) -> bool:
+    """Whether a held credential may go to ``verifier_did``: any non-permit, or a permit naming it."""
+    if PERMIT_CREDENTIAL_TYPE not in credential.types:
+        return True
+    subject = peek(credential.token, what="credential").payload.get("credentialSubject")
+    holders = subject.get("holders", []) if isinstance(subject, dict) else []
+    return isinstance(holders, list) and verifier_did in holders
 
 
 def ensure_keyring(keys_dir: Path, clock: Clock, algorithm: str = "Ed25519") -> KeyRing:
@@ -183,6 +195,7 @@ class NodeTrust:
             trusted_issuers=self.trusted_issuers,
             fetch_status_list=self.fetch_status_list,
             cache=self.vp_cache,
+            deferred_types=DEFERRED_TYPES,
         )
 
     def authenticate_did_only(self, authorization: str | None) -> IdToken:
@@ -215,6 +228,8 @@ class NodeTrust:
         if not query.scope:
             raise UserError("a presentation query needs at least one scope")
         chosen = select_credentials(self.credentials.all(), list(query.scope), granted=granted)
+        # A data permit is shown only to the holders it names: other verifiers learn nothing of it.
+        chosen = [c for c in chosen if permit_shown_to(c, id_token.subject)]
         if not chosen:
             return presentation_response([])
         vp = build_presentation(

@@ -77,6 +77,8 @@ class VerifiedCaller:
     did: str
     roles: frozenset[str]
     claims: Mapping[str, Any]
+    # Presented credentials of deferred types (data permits), still to be verified by their consumer.
+    deferred: tuple[str, ...] = field(default=(), repr=False)
 
 
 # Given a verified SI token, the VP-JWTs the caller's Credential Service returned (the shell does the HTTP).
@@ -204,6 +206,7 @@ def authenticate_caller(
     fetch_status_list: StatusListFetch,
     cache: PresentationCache | None = None,
     leeway: timedelta = DEFAULT_LEEWAY,
+    deferred_types: Collection[str] = (),
 ) -> VerifiedCaller:
     """The full DCP check of an inbound call: the SI token, then the caller's presentation(s).
 
@@ -228,6 +231,7 @@ def authenticate_caller(
                 expected_holder=id_token.subject,
                 audience=own_did,
                 leeway=leeway,
+                deferred_types=deferred_types,
             )
             for vp in tokens
         ]
@@ -236,10 +240,16 @@ def authenticate_caller(
             holder=id_token.subject,
             credentials=tuple(vc for vp in verified for vc in vp.credentials),
             expires_at=min(expiries) if expiries else None,
+            deferred=tuple(t for vp in verified for t in vp.deferred),
         )
         if cache is not None:
             cache.put(presentation)
-    return VerifiedCaller(did=presentation.holder, roles=presentation.roles, claims=presentation.claims)
+    return VerifiedCaller(
+        did=presentation.holder,
+        roles=presentation.roles,
+        claims=presentation.claims,
+        deferred=presentation.deferred,
+    )
 
 
 def _times(
