@@ -7,7 +7,17 @@ import sys
 
 import typer
 
-from d4h.cli import audit_cmd, demo_cmd, exit_codes, hdab_cmd, node_cmd, trust_cmd
+from d4h.cli import (
+    audit_cmd,
+    dataset_cmd,
+    demo_cmd,
+    exit_codes,
+    hdab_cmd,
+    negotiate_cmd,
+    node_cmd,
+    transfer_cmd,
+    trust_cmd,
+)
 from d4h.errors import D4HError
 
 app = typer.Typer(
@@ -21,6 +31,9 @@ app.add_typer(node_cmd.app, name="node")
 app.add_typer(audit_cmd.app, name="audit")
 app.add_typer(trust_cmd.app, name="trust")
 app.add_typer(hdab_cmd.app, name="hdab")
+app.add_typer(dataset_cmd.app, name="dataset")
+app.add_typer(negotiate_cmd.app, name="negotiate")
+app.add_typer(transfer_cmd.app, name="transfer")
 app.command("demo")(demo_cmd.demo)
 
 

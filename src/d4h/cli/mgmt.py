@@ -51,6 +51,8 @@ class NodeClient:
             if resp.status_code == 404 and message in ('"Not Found"', "Not Found"):
                 message = f"{method} {path} is not served by the node at {self.url} (check its roles)"
             raise _BY_STATUS.get(resp.status_code, Unavailable)(message)
+        if not resp.content:
+            return None
         return resp.json()
 
     def close(self) -> None:

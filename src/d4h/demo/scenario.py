@@ -55,6 +55,17 @@ class Step:
     run: StepFn
 
 
+def _demo_settings(p: DemoParticipant) -> dict[str, Any]:
+    """Demo-only settings: automatic membership, a fast catalogue crawl and policy monitor, no presentation
+    cache at holders (so a permit fetched mid-demo is presented on the next call) and a 1 s status-list
+    cache (so a revocation shows within the demo; the default is 5 minutes)."""
+    if Role.AUTHORITY in p.roles:
+        return {"auto_approve_members": True, "hdab_crawl_interval_s": 1.0}
+    if Role.HOLDER in p.roles:
+        return {"policy_monitor_interval_s": 1.0, "vp_cache_ttl_s": 0.0, "status_list_ttl_s": 1.0}
+    return {}
+
+
 def create_nodes(ctx: DemoContext) -> dict[str, Any]:
     authority_url = ""
     for p in PARTICIPANTS:  # the authority comes first: the others need its URL
@@ -69,7 +80,7 @@ def create_nodes(ctx: DemoContext) -> dict[str, Any]:
             registration_number=p.registration_number,
             authority_url=authority_url,
             force=True,
-            extra={"auto_approve_members": True} if is_authority else None,
+            extra=_demo_settings(p),
         )
         if is_authority:
             authority_url = settings.base_url
@@ -161,6 +172,7 @@ def verify_audit_logs(ctx: DemoContext) -> dict[str, Any]:
 
 def _connector_steps() -> list[Step]:
     from d4h.demo import connector_steps as cs
+    from d4h.demo import hdab_steps as hd
     from d4h.demo import holder_steps as hs
 
     return [
@@ -172,6 +184,13 @@ def _connector_steps() -> list[Step]:
         Step("institute reads both hospitals' catalogs (DSP)", cs.browse_catalogs),
         Step("institute negotiates a contract with each hospital", cs.negotiate_contracts),
         Step("institute pulls data under each agreement", cs.transfer_data),
+        Step("hospitals publish permit-gated EHDS datasets", hd.publish_gated_datasets),
+        Step(
+            "HDAB national catalogue finds the diabetes datasets (crawled, searchable)", hd.national_catalogue
+        ),
+        Step("institute applies; HDAB reviews, consults, grants a data permit", hd.apply_and_grant),
+        Step("permit-gated contracts with both hospitals", hd.gated_contracts),
+        Step("HDAB revokes the permit: the hospitals stop access", hd.revoke_permit),
     ]
 
 

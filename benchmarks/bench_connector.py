@@ -1,0 +1,377 @@
+"""Connector between real node processes on loopback: negotiations/s, one negotiation's latency, paged catalogs.
+
+An authority, a data holder and a data user run as `d4h node serve` processes (SQLite files, and each in its
+own PostgreSQL schema when D4H_TEST_POSTGRES_URL is set). Everything is driven through the user node's
+management API, as an operator would:
+
+* negotiations/s: many negotiations started at once (16 client threads), counted when FINALIZED;
+  baseline: authenticated peer calls/s (`POST /api/v1/trust/check`: the user node calls the holder's
+  `GET /api/v1/participants/me` with a DCP self-issued token) with the same client concurrency.
+* p50/p95 of one negotiation (request → FINALIZED, observed by polling every 5 ms), one at a time;
+  baseline: the same authenticated round trip, one at a time (the floor for one DSP message; a negotiation
+  is four DSP messages plus the worker steps on both sides).
+* a catalog of 10,000 datasets (2,000 in quick mode) served page by page (100 per page) through the user
+  node's remote catalog request; baseline: the same request against the 10-dataset catalog it had before.
+"""
+
+from __future__ import annotations
+
+import os
+import statistics
+import tempfile
+import time
+import uuid
+from collections import Counter
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import httpx
+import orjson
+from sqlalchemy import create_engine, insert, text
+
+from benchmarks.harness import Row
+from d4h.clock import utc_iso
+from d4h.node.app import ADMIN_TOKEN_FILE
+from d4h.node.nodedir import init_node
+from d4h.node.settings import Role
+from d4h.node.supervisor import Supervisor, free_port
+from d4h.store.db import make_engine, transaction
+from d4h.store.tables.connector import contract_definitions, datasets
+
+PG_ENV = "D4H_TEST_POSTGRES_URL"
+CONCURRENCY = 16
+PAGE = 100
+SMALL_CATALOG = 10
+MEMBERS_ONLY = {
+    "@type": "Set",
+    "permission": [
+        {
+            "action": "use",
+            "constraint": [{"leftOperand": "membership", "operator": "eq", "rightOperand": "active"}],
+        }
+    ],
+}
+USERS_ONLY = {
+    "@type": "Set",
+    "permission": [
+        {
+            "action": "use",
+            "constraint": [{"leftOperand": "participantRole", "operator": "eq", "rightOperand": "data_user"}],
+        }
+    ],
+}
+_DONE = frozenset({"FINALIZED", "TERMINATED"})
+
+
+@dataclass(frozen=True)
+class _Node:
+    url: str
+    node_dir: Path
+    database_url: str
+    token: str
+
+    def client(self) -> httpx.Client:
+        return httpx.Client(
+            base_url=self.url, headers={"Authorization": f"Bearer {self.token}"}, timeout=60.0
+        )
+
+
+@contextmanager
+def _dataspace(workdir: Path, database_urls: dict[str, str]) -> Iterator[dict[str, _Node]]:
+    """Authority, holder and user as real processes, onboarded; stopped on exit."""
+    supervisor = Supervisor()
+    nodes: dict[str, _Node] = {}
+    authority_url = ""
+    for key, role in (("authority", Role.AUTHORITY), ("holder", Role.HOLDER), ("user", Role.USER)):
+        extra: dict[str, Any] = {"auto_approve_members": True} if role is Role.AUTHORITY else {}
+        extra["log_level"] = "WARNING"  # per-request log lines would be part of what is measured
+        settings = init_node(
+            workdir / key,
+            name=key.title(),
+            roles=[role],
+            port=free_port(),
+            registration_number=f"REG-{key}",
+            authority_url=authority_url,
+            database_url=database_urls.get(key, ""),
+            extra=extra,
+        )
+        if role is Role.AUTHORITY:
+            authority_url = settings.base_url
+        token = (settings.secrets_dir / ADMIN_TOKEN_FILE).read_text().strip()
+        nodes[key] = _Node(settings.base_url, settings.node_dir, settings.effective_database_url, token)
+    try:
+        for key, node in nodes.items():
+            supervisor.start(key, node.node_dir, node.url)
+        supervisor.wait_ready(timeout=120)
+        for node in nodes.values():
+            with node.client() as c:
+                c.post("/api/v1/trust/onboard").raise_for_status()
+        yield nodes
+    finally:
+        supervisor.stop_all()
+
+
+@contextmanager
+def _postgres_schemas(base_url: str, keys: tuple[str, ...]) -> Iterator[dict[str, str]]:
+    """One fresh schema per node inside the test database (search_path set in each node's URL); dropped after."""
+    tag = uuid.uuid4().hex[:8]
+    names = {key: f"d4h_bench_{tag}_{key}" for key in keys}
+    engine = create_engine(base_url)
+    joiner = "&" if "?" in base_url else "?"
+    try:
+        with engine.begin() as conn:
+            for name in names.values():
+                conn.execute(text(f'CREATE SCHEMA "{name}"'))
+        yield {key: f"{base_url}{joiner}options=-csearch_path%3D{name}" for key, name in names.items()}
+    finally:
+        with engine.begin() as conn:
+            for name in names.values():
+                conn.execute(text(f'DROP SCHEMA IF EXISTS "{name}" CASCADE'))
+        engine.dispose()
+
+
+def _publish(holder: _Node) -> None:
+    with holder.client() as c:
+        for i in range(SMALL_CATALOG):
+            c.post("/api/v1/datasets", json={"id": f"ds-{i:05d}", "title": f"Dataset {i}"}).raise_for_status()
+        c.post("/api/v1/policies", json={"id": "members", "policy": MEMBERS_ONLY}).raise_for_status()
+        c.post("/api/v1/policies", json={"id": "users", "policy": USERS_ONLY}).raise_for_status()
+        body = {
+            "id": "small",
+            "access_policy_id": "members",
+            "contract_policy_id": "users",
+            "dataset_ids": [f"ds-{i:05d}" for i in range(SMALL_CATALOG)],
+        }
+        c.post("/api/v1/contractdefinitions", json=body).raise_for_status()
+
+
+def _grow_catalog(holder: _Node, total: int) -> None:
+    """Add datasets up to ``total`` and one offer over them, straight into the holder's database.
+
+    Written as the registry writes them, in one transaction: 10,000 management calls would take minutes
+    and measure dataset creation, which is not the figure wanted here.
+    """
+    now = utc_iso(datetime.now(UTC))
+    ids = [f"ds-{i:05d}" for i in range(SMALL_CATALOG, total)]
+    engine = make_engine(holder.database_url)
+    try:
+        with transaction(engine) as conn:
+            conn.execute(
+                insert(datasets),
+                [{"id": i, "title": i, "description": "", "metadata": "{}", "created_at": now} for i in ids],
+            )
+            conn.execute(
+                insert(contract_definitions).values(
+                    id="large",
+                    access_policy_id="members",
+                    contract_policy_id="users",
+                    dataset_ids=orjson.dumps(ids).decode(),
+                    created_at=now,
+                )
+            )
+    finally:
+        engine.dispose()
+
+
+def _first_offer(user: httpx.Client, provider: str) -> tuple[dict[str, Any], str]:
+    page = user.post("/api/v1/catalog/request", json={"provider_url": provider, "limit": 1})
+    ds = page.raise_for_status().json()["catalog"]["dataset"][0]
+    return ds["hasPolicy"][0], ds["@id"]
+
+
+def _start(user: httpx.Client, provider: str, offer: dict[str, Any], dataset: str) -> str:
+    body = {"provider_url": provider, "offer": offer, "dataset_id": dataset}
+    return str(user.post("/api/v1/negotiations", json=body).raise_for_status().json()["id"])
+
+
+def _negotiation_latencies(
+    user: httpx.Client, provider: str, offer: dict[str, Any], dataset: str, n: int
+) -> list[float]:
+    out = []
+    for _ in range(n):
+        started = time.perf_counter()
+        nid = _start(user, provider, offer, dataset)
+        while True:
+            state = user.get(f"/api/v1/negotiations/{nid}").raise_for_status().json()["state"]
+            if state in _DONE:
+                break
+            time.sleep(0.005)
+        if state != "FINALIZED":
+            raise RuntimeError(f"negotiation {nid} ended {state}")
+        out.append(time.perf_counter() - started)
+    return out
+
+
+def _negotiation_rate(
+    user: httpx.Client, provider: str, offer: dict[str, Any], dataset: str, n: int
+) -> float:
+    """Negotiations FINALIZED per second when ``n`` are started at once."""
+    started = time.perf_counter()
+    with ThreadPoolExecutor(CONCURRENCY) as pool:
+        ids = set(pool.map(lambda _: _start(user, provider, offer, dataset), range(n)))
+    budget = max(120.0, n / 2)  # seconds: generous, a stuck negotiation must still end the run
+    deadline = started + budget
+    while True:
+        listed = user.get("/api/v1/negotiations", params={"limit": n + 50}).raise_for_status().json()
+        states = {x["id"]: x["state"] for x in listed if x["id"] in ids}
+        if len(states) == len(ids) and all(s in _DONE for s in states.values()):
+            break
+        if time.perf_counter() > deadline:
+            pending = Counter(s for s in states.values() if s not in _DONE)
+            raise RuntimeError(f"negotiations not done after {budget:g} s: {dict(pending)}")
+        time.sleep(0.05)  # listing is not free for the node: poll gently
+    elapsed = time.perf_counter() - started
+    finalized = sum(1 for s in states.values() if s == "FINALIZED")
+    if finalized != n:
+        raise RuntimeError(f"only {finalized} of {n} negotiations FINALIZED")
+    return n / elapsed
+
+
+def _peer_call(user: httpx.Client, provider: str) -> None:
+    user.post("/api/v1/trust/check", json={"peer_url": provider}).raise_for_status()
+
+
+def _peer_latencies(user: httpx.Client, provider: str, n: int) -> list[float]:
+    out = []
+    for _ in range(n):
+        started = time.perf_counter()
+        _peer_call(user, provider)
+        out.append(time.perf_counter() - started)
+    return out
+
+
+def _peer_rate(user: httpx.Client, provider: str, n: int) -> float:
+    started = time.perf_counter()
+    with ThreadPoolExecutor(CONCURRENCY) as pool:
+        list(pool.map(lambda _: _peer_call(user, provider), range(n)))
+    return n / (time.perf_counter() - started)
+
+
+def _catalog_ms(user: httpx.Client, provider: str, offset: int, repeat: int = 3) -> float:
+    def call() -> None:
+        resp = user.post(
+            "/api/v1/catalog/request", json={"provider_url": provider, "offset": offset, "limit": PAGE}
+        )
+        if len(resp.raise_for_status().json()["catalog"].get("dataset", [])) == 0:
+            raise RuntimeError(f"empty catalog page at offset {offset}")
+
+    return _best_ms(call, repeat)
+
+
+def _best_ms(fn: Callable[[], None], repeat: int) -> float:
+    best = float("inf")
+    for _ in range(repeat):
+        started = time.perf_counter()
+        fn()
+        best = min(best, time.perf_counter() - started)
+    return best * 1000
+
+
+def _p(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))] * 1000
+
+
+def _run_backend(backend: str, database_urls: dict[str, str], quick: bool) -> list[Row]:
+    n_rate = 30 if quick else 300
+    n_latency = 10 if quick else 50
+    catalog_total = 2_000 if quick else 10_000
+    with (
+        tempfile.TemporaryDirectory(prefix="d4h-bench-connector-") as tmp,
+        _dataspace(Path(tmp), database_urls) as nodes,
+    ):
+        holder, user_node = nodes["holder"], nodes["user"]
+        _publish(holder)
+        with user_node.client() as user:
+            provider = holder.url
+            offer, dataset = _first_offer(user, provider)
+            # Warm-up: DID documents, presentations and HTTP connections cached on both sides.
+            _negotiation_latencies(user, provider, offer, dataset, 3)
+            _peer_latencies(user, provider, 5)
+
+            peer = _peer_latencies(user, provider, n_latency)
+            negotiation = _negotiation_latencies(user, provider, offer, dataset, n_latency)
+            peer_rate = _peer_rate(user, provider, n_rate)
+            rate = _negotiation_rate(user, provider, offer, dataset, n_rate)
+
+            small_first = _catalog_ms(user, provider, 0)
+            _grow_catalog(holder, catalog_total)
+            first = _catalog_ms(user, provider, 0)
+            offsets = range(0, catalog_total, PAGE) if not quick else range(0, catalog_total, PAGE * 5)
+            pages = [_catalog_ms(user, provider, o, repeat=1) for o in offsets]
+
+    peer_p50 = _p(peer, 0.5)
+    peer_p95 = _p(peer, 0.95)
+    p50 = _p(negotiation, 0.5)
+    p95 = _p(negotiation, 0.95)
+    on_sqlite = backend == "SQLite"
+    return [
+        Row(
+            f"connector.negotiations/s ({backend}, {n_rate} started at once, {CONCURRENCY} clients)",
+            rate,
+            "negotiations/s",
+            "authenticated peer calls/s (trust/check → participants/me)",
+            peer_rate,
+            ">= 100/s with SQLite on 2 cores",
+            rate >= 100 if on_sqlite else None,
+        ),
+        Row(
+            f"connector.negotiation p50 ({backend}, request → FINALIZED, n={n_latency})",
+            p50,
+            "ms",
+            "authenticated peer round trip p50",
+            peer_p50,
+            "< 100 ms with SQLite",
+            p50 < 100 if on_sqlite else None,
+            higher_is_better=False,
+        ),
+        Row(
+            f"connector.negotiation p95 ({backend})",
+            p95,
+            "ms",
+            "authenticated peer round trip p95",
+            peer_p95,
+            "-",
+            None,
+            higher_is_better=False,
+        ),
+        Row(
+            f"connector.catalog first page ({backend}, {catalog_total:,} datasets, {PAGE}/page)",
+            first,
+            "ms",
+            f"first page of a {SMALL_CATALOG}-dataset catalog",
+            small_first,
+            "< 200 ms",
+            first < 200,
+            higher_is_better=False,
+        ),
+        Row(
+            f"connector.catalog page mean ({backend}, {len(pages)} pages of {catalog_total:,})",
+            statistics.fmean(pages),
+            "ms",
+            f"first page of a {SMALL_CATALOG}-dataset catalog",
+            small_first,
+            "-",
+            None,
+            higher_is_better=False,
+        ),
+    ]
+
+
+def run(quick: bool = False) -> list[Row]:
+    rows = _run_backend("SQLite", {}, quick)
+    pg = os.environ.get(PG_ENV, "")
+    if pg:
+        with _postgres_schemas(pg, ("authority", "holder", "user")) as urls:
+            rows.extend(_run_backend("PostgreSQL", urls, quick))
+    return rows
+
+
+if __name__ == "__main__":
+    for row in run(quick=True):
+        print(f"{row.name}: {row.value:.3f} {row.unit} (baseline {row.baseline_value:.3f}, {row.ratio:.2f}x)")
