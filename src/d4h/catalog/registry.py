@@ -74,6 +74,8 @@ class Registry:
         self._clock = clock
         # Fixed offer-id suffixes per contract definition (the DSP TCK seeds ids like CD123:ACN0101:456).
         self.offer_suffixes: dict[str, str] = {}
+        # Policy definitions never change once created, so parsed policies can be kept (parsing costs ms).
+        self._policies: dict[str, Policy] = {}
 
     def offer_id_for(self, definition_id: str, dataset_id: str, policy: Policy) -> str:
         suffix = self.offer_suffixes.get(definition_id)
@@ -144,13 +146,18 @@ class Registry:
         return policy
 
     def policy(self, policy_id: str) -> Policy:
+        cached = self._policies.get(policy_id)
+        if cached is not None:
+            return cached
         with reading(self._engine) as conn:
             row = conn.execute(
                 select(policy_definitions.c.policy).where(policy_definitions.c.id == policy_id)
             ).first()
         if row is None:
             raise NotFound(f"policy {policy_id} not found")
-        return parse_policy(orjson.loads(row[0]), default_type=PolicyType.SET)
+        policy = parse_policy(orjson.loads(row[0]), default_type=PolicyType.SET)
+        self._policies[policy_id] = policy
+        return policy
 
     def policies(self) -> list[Policy]:
         with reading(self._engine) as conn:

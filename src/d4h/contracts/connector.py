@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -88,6 +89,8 @@ class Connector:
     wake: Callable[[], None] = lambda: None
 
     def __post_init__(self) -> None:
+        # Outbound DSP messages are sent from a small pool: a node waits on peers far more than it computes.
+        self.sender_pool = ThreadPoolExecutor(max_workers=8, thread_name_prefix="d4h-send")
         self.negotiations = negotiation_store(self.engine)
         self.transfers = transfer_store(self.engine)
         self.agreements = AgreementStore(self.engine)

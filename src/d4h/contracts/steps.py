@@ -50,15 +50,17 @@ class SendNegotiations:
         self._batch = batch
 
     def run_once(self) -> int:
-        done = 0
-        for pid in self._c.negotiations.due(now=time.time(), limit=self._batch):
-            if not self._c.negotiations.try_lease(pid, self._c.instance_id):
-                continue
-            try:
-                done += self._send(pid)
-            finally:
-                self._c.negotiations.release(pid, self._c.instance_id)
-        return done
+        # Sends run in parallel (waiting on peers dominates); each task leases its own process.
+        due = self._c.negotiations.due(now=time.time(), limit=self._batch)
+        return sum(self._c.sender_pool.map(self._leased_send, due))
+
+    def _leased_send(self, pid: str) -> int:
+        if not self._c.negotiations.try_lease(pid, self._c.instance_id):
+            return 0
+        try:
+            return self._send(pid)
+        finally:
+            self._c.negotiations.release(pid, self._c.instance_id)
 
     def _send(self, pid: str) -> int:
         c = self._c
@@ -115,15 +117,16 @@ class SendTransfers:
         self._batch = batch
 
     def run_once(self) -> int:
-        done = 0
-        for pid in self._c.transfers.due(now=time.time(), limit=self._batch):
-            if not self._c.transfers.try_lease(pid, self._c.instance_id):
-                continue
-            try:
-                done += self._send(pid)
-            finally:
-                self._c.transfers.release(pid, self._c.instance_id)
-        return done
+        due = self._c.transfers.due(now=time.time(), limit=self._batch)
+        return sum(self._c.sender_pool.map(self._leased_send, due))
+
+    def _leased_send(self, pid: str) -> int:
+        if not self._c.transfers.try_lease(pid, self._c.instance_id):
+            return 0
+        try:
+            return self._send(pid)
+        finally:
+            self._c.transfers.release(pid, self._c.instance_id)
 
     def _send(self, pid: str) -> int:
         c = self._c

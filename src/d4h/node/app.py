@@ -207,6 +207,7 @@ def create_app(ctx: NodeContext) -> FastAPI:
             )
             ctx.audit.close()
             ctx.trust.close()
+            ctx.connector.sender_pool.shutdown(wait=True)
             ctx.connector.dsp.close()
             ctx.engine.dispose()
             _log.info("node stopped", extra={"drained": stopped})
