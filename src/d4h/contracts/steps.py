@@ -177,7 +177,12 @@ class DecideNegotiations:
             if not c.negotiations.try_lease(pid, c.instance_id):
                 continue
             try:
-                done += self._decide(pid)
+                decided = self._decide(pid)
+                done += decided
+                if decided:
+                    # The decision usually owes the peer a message: send it now, still under the lease,
+                    # instead of waiting for the next worker round.
+                    SendNegotiations(c)._send(pid)
             except D4HError as exc:
                 _log.warning("negotiation decision failed", extra={"negotiation": pid, "error": exc.message})
             finally:
@@ -283,7 +288,10 @@ class DecideTransfers:
             if not c.transfers.try_lease(pid, c.instance_id):
                 continue
             try:
-                done += self._decide(pid)
+                decided = self._decide(pid)
+                done += decided
+                if decided:
+                    SendTransfers(c)._send(pid)
             except D4HError as exc:
                 _log.warning("transfer decision failed", extra={"transfer": pid, "error": exc.message})
             finally:
