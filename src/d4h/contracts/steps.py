@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Callable
 from typing import Any
 
 from d4h.contracts import negotiation as neg
@@ -161,6 +162,33 @@ class SendTransfers:
         return 1
 
 
+def _decide_batch(
+    store: Any,
+    states: tuple[str, ...],
+    batch: int,
+    holder: str,
+    decide_one: Callable[[str], int],
+    send_one: Callable[[str], int],
+    kind: str,
+) -> int:
+    """Decide each due process under its lease; a decision that owes the peer a message is sent at once,
+    still under the lease, instead of waiting for the next worker round."""
+    done = 0
+    for pid in store.due(now=time.time(), limit=batch, states=states):
+        if not store.try_lease(pid, holder):
+            continue
+        try:
+            decided = decide_one(pid)
+            done += decided
+            if decided:
+                send_one(pid)
+        except D4HError as exc:
+            _log.warning(f"{kind} decision failed", extra={kind: pid, "error": exc.message})
+        finally:
+            store.release(pid, holder)
+    return done
+
+
 class DecideNegotiations:
     """Automation and scripts for negotiations waiting on this side."""
 
@@ -171,23 +199,16 @@ class DecideNegotiations:
         self._batch = batch
 
     def run_once(self) -> int:
-        done = 0
         c = self._c
-        for pid in c.negotiations.due(now=time.time(), limit=self._batch, states=NEGOTIATION_DECISION_STATES):
-            if not c.negotiations.try_lease(pid, c.instance_id):
-                continue
-            try:
-                decided = self._decide(pid)
-                done += decided
-                if decided:
-                    # The decision usually owes the peer a message: send it now, still under the lease,
-                    # instead of waiting for the next worker round.
-                    SendNegotiations(c)._send(pid)
-            except D4HError as exc:
-                _log.warning("negotiation decision failed", extra={"negotiation": pid, "error": exc.message})
-            finally:
-                c.negotiations.release(pid, c.instance_id)
-        return done
+        return _decide_batch(
+            c.negotiations,
+            NEGOTIATION_DECISION_STATES,
+            self._batch,
+            c.instance_id,
+            self._decide,
+            SendNegotiations(c)._send,
+            "negotiation",
+        )
 
     def _decide(self, pid: str) -> int:
         c = self._c
@@ -282,21 +303,16 @@ class DecideTransfers:
         self._batch = batch
 
     def run_once(self) -> int:
-        done = 0
         c = self._c
-        for pid in c.transfers.due(now=time.time(), limit=self._batch, states=TRANSFER_DECISION_STATES):
-            if not c.transfers.try_lease(pid, c.instance_id):
-                continue
-            try:
-                decided = self._decide(pid)
-                done += decided
-                if decided:
-                    SendTransfers(c)._send(pid)
-            except D4HError as exc:
-                _log.warning("transfer decision failed", extra={"transfer": pid, "error": exc.message})
-            finally:
-                c.transfers.release(pid, c.instance_id)
-        return done
+        return _decide_batch(
+            c.transfers,
+            TRANSFER_DECISION_STATES,
+            self._batch,
+            c.instance_id,
+            self._decide,
+            SendTransfers(c)._send,
+            "transfer",
+        )
 
     def _decide(self, pid: str) -> int:
         c = self._c
