@@ -37,6 +37,9 @@ def test_demo_runs_every_step_and_leaves_no_process(tmp_path: Path) -> None:
     assert all(c["measurement"] > 0 and c["condition_occurrence"] > 0 for c in counts.values())
     assert figures["permit-gated contracts with both hospitals"]["permit_gated_agreements"] == 2
     assert figures["HDAB revokes the permit: the hospitals stop access"]["transfers_stopped"] == 2
+    optout = figures["citizens opt out (EHDS Art. 71): the hospital's count excludes them"]
+    assert optout["count_before"] == 200
+    assert optout["count_after"] == 175  # 25 opted out; the holder releases counts rounded to 5
     assert all(s["seconds"] >= 0 for s in summary["steps"])
     assert d4h_processes(tmp_path) - before == set()
 

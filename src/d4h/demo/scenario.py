@@ -191,6 +191,7 @@ def _connector_steps() -> list[Step]:
         Step("institute applies; HDAB reviews, consults, grants a data permit", hd.apply_and_grant),
         Step("permit-gated contracts with both hospitals", hd.gated_contracts),
         Step("HDAB revokes the permit: the hospitals stop access", hd.revoke_permit),
+        Step("citizens opt out (EHDS Art. 71): the hospital's count excludes them", hs.optout_changes_count),
     ]
 
 

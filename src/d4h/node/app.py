@@ -252,6 +252,10 @@ def create_app(ctx: NodeContext) -> FastAPI:
     app.include_router(catalog_routes.public_router)
     app.include_router(contract_routes.router)
     app.include_router(dataplane_routes.router)
+    if ctx.settings.has(Role.HOLDER):
+        from d4h.holder import node_routes as holder_routes
+
+        app.include_router(holder_routes.router)
     if ctx.settings.tck_mode:
         app.include_router(tck.router)
     for module in modules_for(ctx.settings.roles):

@@ -65,6 +65,8 @@ class NodeSettings(BaseSettings):
     # DSP TCK mode: seeds the TCK's datasets/agreements, scripts provider behaviour by id and enables the
     # consumer-initiation hooks. Test and conformance runs only; refused outside dev mode.
     tck_mode: bool = False
+    # Holder: the OMOP analytics store (DuckDB file or PostgreSQL URL); empty = DIR/holder/analytics.duckdb
+    analytics_url: str = ""
 
     @field_validator("roles")
     @classmethod

@@ -1,0 +1,157 @@
+"""[H] The holder node's data endpoints: national opt-out list sync and the first vetted analysis (a count).
+
+The opt-out list comes from the HDAB (DCP-authenticated), is verified offline (signature, trusted HDAB,
+newer version) and kept in the node directory; every computation excludes persons whose opt-out applies
+under the permit behind the request (EHDS Art. 71(3): permits granted before an opt-out are unaffected).
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime
+from pathlib import Path
+
+import httpx
+from fastapi import APIRouter, Request
+from pydantic import BaseModel
+
+from d4h.analytics.disclosure import protect_count
+from d4h.dataplane.routes import _token
+from d4h.errors import Conflict, NotFound, Unavailable, UserError
+from d4h.hdab.optout import verify_optout_list
+from d4h.holder.engine import AnalyticsDB
+from d4h.holder.optout import OptOutEvent, OptOutList
+from d4h.node.context import NodeContext
+from d4h.node.deps import AdminDep, NodeDep
+from d4h.trust.did import did_from_url
+
+router = APIRouter(prefix="/api/v1", tags=["holder"])
+OPTOUT_FILE = "optout-list.json"
+COUNT_FUNCTION = "feasibility_count/1"
+
+
+def holder_dir(node: NodeContext) -> Path:
+    return node.settings.node_dir / "holder"
+
+
+def analytics_url(node: NodeContext) -> str:
+    return node.settings.analytics_url or str(holder_dir(node) / "analytics.duckdb")
+
+
+def held_optouts(node: NodeContext) -> tuple[int, OptOutList]:
+    path = holder_dir(node) / OPTOUT_FILE
+    if not path.exists():
+        return 0, OptOutList()
+    data = json.loads(path.read_text())
+    return int(data["version"]), OptOutList.from_json(data)
+
+
+class OptOutSync(BaseModel):
+    version: int
+    events: int
+    issuer: str
+
+
+@router.post("/holder/optout/sync", operation_id="holder-optout-sync")
+def sync_optouts(node: NodeDep, admin: AdminDep) -> OptOutSync:
+    """Fetch the HDAB's signed opt-out list, verify it, and keep it if it is newer than the one held."""
+    authority = node.settings.authority_url.rstrip("/")
+    if not authority:
+        raise UserError("no authority_url configured: the opt-out list comes from the HDAB")
+    try:
+        resp = httpx.get(
+            authority + "/api/v1/optout/list",
+            headers=node.trust.authorization_for(did_from_url(authority)),
+            timeout=30,
+        )
+    except httpx.HTTPError as exc:
+        raise Unavailable(f"HDAB at {authority} is unreachable: {exc}") from exc
+    if resp.status_code != 200:
+        raise Unavailable(f"HDAB answered {resp.status_code} for the opt-out list")
+    held_version, _ = held_optouts(node)
+    published = verify_optout_list(
+        resp.text.strip(),
+        resolver=node.trust.resolver,
+        trusted_hdabs=node.settings.effective_trusted_issuers,
+        newer_than=held_version if held_version else None,
+    )
+    events = [
+        {"token": e.token, "at": e.at.isoformat(), "action": e.action} for e in published.registry.events
+    ]
+    path = holder_dir(node) / OPTOUT_FILE
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(
+        json.dumps(
+            {
+                "version": published.version,
+                "published_at": published.published_at.isoformat(),
+                "events": events,
+            }
+        )
+    )
+    tmp.replace(path)
+    node.audit.append(
+        actor=published.issuer,
+        action="holder.optout.sync",
+        obj="optout-list",
+        params={"version": published.version, "events": len(events)},
+    )
+    return OptOutSync(version=published.version, events=len(events), issuer=published.issuer)
+
+
+class CountResult(BaseModel):
+    function: str
+    dataset: str
+    count: int | None
+    disclosure: list[str]
+    optout_list_version: int
+
+
+@router.post("/analysis/{transfer_id}/count", operation_id="holder-analysis-count")
+def count(node: NodeDep, request: Request, transfer_id: str) -> CountResult:
+    """Feasibility count of persons over the Analysis-PULL channel, with opt-outs applied and disclosure
+    control (minimum cell, rounding) enforced by this node."""
+    grant = node.dataplane.check(_token(request), transfer_id)
+    transfer = node.connector.transfers.get(transfer_id)
+    if transfer.format != "Analysis-PULL":
+        raise Conflict("counts are served on Analysis-PULL transfers only")
+    granted_at = _permit_time(node, transfer_id)
+    version, optouts = held_optouts(node)
+    url = analytics_url(node)
+    if not url.startswith("postgres") and not Path(url).exists():
+        raise NotFound("this holder has no analytics store yet (ingest data first)")
+    with AnalyticsDB.open(url) as db:
+        total = int(db.query("SELECT count(*) FROM cdm.person")[0][0])
+        excluded = db.opted_out_person_ids(optouts, granted_at)
+    released = protect_count(total - len(excluded))
+    node.audit.append(
+        actor=grant.consumer,
+        action="analysis.run",
+        obj=grant.dataset_id,
+        params={
+            "function": COUNT_FUNCTION,
+            "transfer": transfer_id,
+            "rows": total - len(excluded),
+            "optout_version": version,
+        },
+    )
+    return CountResult(
+        function=COUNT_FUNCTION,
+        dataset=grant.dataset_id,
+        count=released.total,
+        disclosure=[a.describe() for a in released.actions],
+        optout_list_version=version,
+    )
+
+
+def _permit_time(node: NodeContext, transfer_id: str) -> datetime:
+    """When the permit behind this transfer was granted; without a permit every current opt-out applies."""
+    caller = node.connector.transfers.caller_of(transfer_id) or {}
+    times = [
+        datetime.fromisoformat(p["granted_at"]) for p in caller.get("permit_times", []) if "granted_at" in p
+    ]
+    return min(times) if times else node.clock.now()
+
+
+__all__ = ["OptOutEvent", "router"]
