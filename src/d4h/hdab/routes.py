@@ -171,6 +171,16 @@ def authority_router(ctx: NodeContext) -> APIRouter:
 
     # -- public transparency register ------------------------------------------------------------
 
+    @router.post("/api/v1/hdab/review/permits/{permit_id}/{kind}", operation_id="hdab-permit-new-version")
+    def new_permit_version(
+        admin: AdminDep, permit_id: str, kind: str, body: dict[str, Any] | None = None
+    ) -> dict[str, Any]:
+        """Amend (datasets, authorised_persons, conditions) or renew (valid_until): a new version, new id."""
+        if kind not in ("amend", "renew"):
+            raise NotFound(f"no permit action {kind}")
+        successor = hdab.new_version(permit_id, kind, reviewer=admin, params=body or {})
+        return successor.model_dump(mode="json")
+
     @router.get("/api/v1/transparency", operation_id="hdab-transparency")
     def transparency() -> dict[str, Any]:
         return hdab.store.register().model_dump(mode="json")

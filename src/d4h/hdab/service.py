@@ -10,6 +10,7 @@ import os
 import secrets
 import uuid
 from collections.abc import Callable, Mapping
+from datetime import datetime
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -21,7 +22,14 @@ from d4h.hdab import review
 from d4h.hdab.applications import Application, ApplicationForm, HolderConsultation, new_application
 from d4h.hdab.clocks import application_deadlines
 from d4h.hdab.optout import opt_in, opt_out, optout_list_document, optout_token, sign_optout_list
-from d4h.hdab.permits import DataPermit, grant_permit, issue_permit, revoke_permit
+from d4h.hdab.permits import (
+    DataPermit,
+    amend_permit,
+    grant_permit,
+    issue_permit,
+    renew_permit,
+    revoke_permit,
+)
 from d4h.hdab.store import HdabStore
 from d4h.hdab.transparency import application_entry, decision_entries, permit_entry
 from d4h.store.db import transaction
@@ -223,6 +231,50 @@ class HdabService:
                 conn=conn,
             )
         return revoked
+
+    def new_version(
+        self, permit_id: str, kind: str, *, reviewer: str, params: Mapping[str, Any]
+    ) -> DataPermit:
+        """Amend or renew: a new permit id and credential; the superseded credential's status bit is
+        flipped so holders refuse it from then on."""
+        permit, facts = self._store.permit(permit_id)
+        at = self._clock.now()
+        new_id = f"permit-{uuid.uuid4().hex[:12]}"
+        if kind == "amend":
+            successor = amend_permit(
+                permit,
+                new_id=new_id,
+                at=at,
+                datasets=params.get("datasets"),
+                authorised_persons=params.get("authorised_persons"),
+                conditions=params.get("conditions"),
+            )
+        elif kind == "renew":
+            raw = params.get("valid_until")
+            if not raw:
+                raise UserError("a renewal needs valid_until (ISO 8601)")
+            until = datetime.fromisoformat(str(raw).replace("Z", "+00:00"))
+            successor = renew_permit(permit, new_id=new_id, at=at, valid_until=until)
+        else:
+            raise UserError(f"unknown permit change {kind!r}; use amend or renew")
+        index = self._lists.allocate(PERMIT_STATUS_LIST)
+        status = status_entry(f"{self._trust.base_url}/status/{PERMIT_STATUS_LIST}", index)
+        jwt = issue_permit(successor, self._trust.keyring.active, status=status)
+        self._lists.set_bit(str(facts["status_list"]), int(facts["status_index"]), True)
+        name = self._store.application(permit.application_id).form.applicant.name
+        with transaction(self._store.engine) as conn:
+            self._store.create_permit(
+                successor, jwt=jwt, status_list=PERMIT_STATUS_LIST, status_index=index, conn=conn
+            )
+            self._store.publish((permit_entry(successor, data_user_name=name, published_at=at),), conn)
+            self._audit.append(
+                actor=reviewer,
+                action=f"hdab.permit.{kind}",
+                obj=permit_id,
+                params={"new_permit": new_id},
+                conn=conn,
+            )
+        return successor
 
     def _consult(self, app: Application, reviewer: str) -> Application:
         """Ask each named holder's node (DCP-authenticated) whether it can deliver, and at what cost."""

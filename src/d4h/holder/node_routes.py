@@ -8,8 +8,10 @@ under the permit behind the request (EHDS Art. 71(3): permits granted before an 
 from __future__ import annotations
 
 import json
+import logging
 from datetime import datetime
 from pathlib import Path
+from typing import Any
 
 import httpx
 from fastapi import APIRouter, Request
@@ -17,13 +19,14 @@ from pydantic import BaseModel
 
 from d4h.analytics.disclosure import protect_count
 from d4h.dataplane.routes import _token
-from d4h.errors import Conflict, NotFound, Unavailable, UserError
+from d4h.errors import Conflict, D4HError, NotFound, Unavailable, UserError
 from d4h.hdab.optout import verify_optout_list
 from d4h.holder.engine import AnalyticsDB
-from d4h.holder.optout import OptOutEvent, OptOutList
+from d4h.holder.optout import OptOutList
 from d4h.node.context import NodeContext
 from d4h.node.deps import AdminDep, NodeDep
 from d4h.trust.did import did_from_url
+from d4h.trust.jose import peek
 
 router = APIRouter(prefix="/api/v1", tags=["holder"])
 OPTOUT_FILE = "optout-list.json"
@@ -54,6 +57,11 @@ class OptOutSync(BaseModel):
 
 @router.post("/holder/optout/sync", operation_id="holder-optout-sync")
 def sync_optouts(node: NodeDep, admin: AdminDep) -> OptOutSync:
+    """Fetch the HDAB's signed opt-out list now (it is also fetched periodically by the worker)."""
+    return sync_optout_list(node)
+
+
+def sync_optout_list(node: NodeContext) -> OptOutSync:
     """Fetch the HDAB's signed opt-out list, verify it, and keep it if it is newer than the one held."""
     authority = node.settings.authority_url.rstrip("/")
     if not authority:
@@ -70,11 +78,17 @@ def sync_optouts(node: NodeDep, admin: AdminDep) -> OptOutSync:
         raise Unavailable(f"HDAB answered {resp.status_code} for the opt-out list")
     held_version, _ = held_optouts(node)
     published = verify_optout_list(
-        resp.text.strip(),
-        resolver=node.trust.resolver,
-        trusted_hdabs=node.settings.effective_trusted_issuers,
-        newer_than=held_version if held_version else None,
+        resp.text.strip(), resolver=node.trust.resolver, trusted_hdabs=node.settings.effective_trusted_issuers
     )
+    if held_version and published.version < held_version:
+        # A replayed older list would silently undo opt-outs: keep what we hold.
+        raise Conflict(
+            f"opt-out list version {published.version} is older than the held version {held_version}"
+        )
+    if published.version == held_version:
+        return OptOutSync(
+            version=held_version, events=len(published.registry.events), issuer=published.issuer
+        )
     events = [
         {"token": e.token, "at": e.at.isoformat(), "action": e.action} for e in published.registry.events
     ]
@@ -116,7 +130,7 @@ def count(node: NodeDep, request: Request, transfer_id: str) -> CountResult:
     transfer = node.connector.transfers.get(transfer_id)
     if transfer.format != "Analysis-PULL":
         raise Conflict("counts are served on Analysis-PULL transfers only")
-    granted_at = _permit_time(node, transfer_id)
+    granted_at = _permit_time(node, transfer_id, grant.dataset_id)
     version, optouts = held_optouts(node)
     url = analytics_url(node)
     if not url.startswith("postgres") and not Path(url).exists():
@@ -145,13 +159,32 @@ def count(node: NodeDep, request: Request, transfer_id: str) -> CountResult:
     )
 
 
-def _permit_time(node: NodeContext, transfer_id: str) -> datetime:
-    """When the permit behind this transfer was granted; without a permit every current opt-out applies."""
+def _permit_time(node: NodeContext, transfer_id: str, dataset_id: str) -> datetime:
+    """When the permit behind this transfer (one naming its dataset) was granted; without one, every
+    current opt-out applies."""
     caller = node.connector.transfers.caller_of(transfer_id) or {}
-    times = [
-        datetime.fromisoformat(p["granted_at"]) for p in caller.get("permit_times", []) if "granted_at" in p
-    ]
+    times = []
+    for token in caller.get("permits", []):
+        try:
+            subject = peek(str(token), what="permit").payload.get("credentialSubject", {})
+            if dataset_id not in subject.get("datasets", []):
+                continue
+            times.append(datetime.fromisoformat(str(subject["grantedAt"]).replace("Z", "+00:00")))
+        except (D4HError, KeyError, ValueError, AttributeError):
+            continue  # not a readable permit: it grants nothing, so it protects nothing either
     return min(times) if times else node.clock.now()
 
 
-__all__ = ["OptOutEvent", "router"]
+def optout_sync_job(node: NodeContext) -> Any:
+    """Worker job: fetch the national opt-out list every ``optout_sync_interval_s``."""
+    from d4h.node.worker import PeriodicJob
+
+    def run() -> int:
+        try:
+            sync_optout_list(node)
+        except D4HError as exc:
+            logging.getLogger("d4h.holder").warning("opt-out list sync failed", extra={"error": exc.message})
+            return 0
+        return 1
+
+    return PeriodicJob("optout-sync", node.settings.optout_sync_interval_s, run)

@@ -148,6 +148,10 @@ def _processors(ctx: NodeContext) -> list[Processor]:
     ]
     if ctx.issuer is not None:
         procs.append(hdab_routes.crawler_for(ctx))
+    if ctx.settings.has(Role.HOLDER) and ctx.settings.authority_url:
+        from d4h.holder.node_routes import optout_sync_job
+
+        procs.append(optout_sync_job(ctx))
     for module in modules_for(ctx.settings.roles):
         procs.extend(factory(ctx) for factory in module.processors)
     return procs

@@ -67,6 +67,7 @@ class NodeSettings(BaseSettings):
     tck_mode: bool = False
     # Holder: the OMOP analytics store (DuckDB file or PostgreSQL URL); empty = DIR/holder/analytics.duckdb
     analytics_url: str = ""
+    optout_sync_interval_s: float = Field(default=3600.0, gt=0)  # holder: fetch the HDAB's opt-out list
 
     @field_validator("roles")
     @classmethod

@@ -254,3 +254,38 @@ def test_optout_stores_only_keyed_tokens_and_publishes_a_signed_growing_list(
     assert newer.version == 2
     with pytest.raises(UserError):
         service.record_optout("010190-123A", "maybe")
+
+
+def test_amendment_issues_a_new_version_and_retires_the_old_credential(
+    service: HdabService, world: SigningWorld, engine: Engine
+) -> None:
+    permit = _to_decision(service, world)["permit"]
+    old_token = service.permit_token_for(USER, permit.permit_id)
+    lists = StatusListStore(engine, world.clock)
+
+    def fetch(url: str) -> str:
+        payload = status_list_credential(
+            issuer=HDAB, url=url, status_list=lists.get(PERMIT_STATUS_LIST), valid_from=world.clock.now()
+        )
+        return issue_credential(payload, world.rings[HDAB].active, HDAB)
+
+    verifier = PermitVerifier(resolver=world.resolver(), trusted_hdabs=(HDAB,), fetch_status_list=fetch)
+    amended = service.new_version(
+        permit.permit_id, "amend", reviewer=REVIEWER, params={"conditions": ["results reviewed by the HDAB"]}
+    )
+    assert amended.permit_id != permit.permit_id
+    assert amended.version == permit.version + 1
+    assert amended.state.value == "AMENDED"
+    new_token = service.permit_token_for(USER, amended.permit_id)
+
+    def query(permit_id: str, token: str) -> PermitQuery:
+        return PermitQuery(
+            PresentedPermit(permit_id, token), "ds-a", USER, "art53-1-e", None, world.clock.now()
+        )
+
+    assert verifier.check(query(amended.permit_id, new_token)).valid
+    old = verifier.check(query(permit.permit_id, old_token))
+    assert not old.valid
+    assert "hdab.permit.amend" in _actions(engine, world)
+    with pytest.raises(UserError):
+        service.new_version(amended.permit_id, "extend", reviewer=REVIEWER, params={})
