@@ -70,6 +70,13 @@ class Revocation(BaseModel):
     reason: str = Field(min_length=1)
 
 
+class ResultIn(BaseModel):
+    permit_id: str = Field(min_length=1, max_length=100)
+    title: str = Field(min_length=1, max_length=500)
+    url: str = Field(min_length=8, max_length=1000, pattern=r"^https?://")
+    summary: str = Field(default="", max_length=5000)
+
+
 class OptOutIn(BaseModel):
     national_id: str = Field(min_length=1, max_length=64)
     action: Literal["opt-out", "opt-in"]
@@ -83,7 +90,12 @@ class HdabCall(BaseModel):
 
 
 # What a member's node may forward to an HDAB on its admin's behalf (applicant actions and lookups).
-_CLIENT_PATHS = ("/api/v1/hdab/applications", "/api/v1/hdab/catalogue", "/api/v1/optout/list")
+_CLIENT_PATHS = (
+    "/api/v1/hdab/applications",
+    "/api/v1/hdab/catalogue",
+    "/api/v1/hdab/results",
+    "/api/v1/optout/list",
+)
 
 
 class PermitFetch(BaseModel):
@@ -180,6 +192,14 @@ def authority_router(ctx: NodeContext) -> APIRouter:
             raise NotFound(f"no permit action {kind}")
         successor = hdab.new_version(permit_id, kind, reviewer=admin, params=body or {})
         return successor.model_dump(mode="json")
+
+    @router.post("/api/v1/hdab/results", status_code=201, operation_id="hdab-publish-result")
+    def publish_result(caller: CallerDep, body: ResultIn) -> dict[str, Any]:
+        """Publish a result in the transparency register, citing the caller's own permit."""
+        entry = hdab.publish_result(
+            caller.did, body.permit_id, title=body.title, url=body.url, summary=body.summary
+        )
+        return entry.model_dump(mode="json")
 
     @router.get("/api/v1/transparency", operation_id="hdab-transparency")
     def transparency() -> dict[str, Any]:

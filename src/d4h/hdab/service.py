@@ -31,7 +31,7 @@ from d4h.hdab.permits import (
     revoke_permit,
 )
 from d4h.hdab.store import HdabStore
-from d4h.hdab.transparency import application_entry, decision_entries, permit_entry
+from d4h.hdab.transparency import ResultEntry, application_entry, decision_entries, permit_entry
 from d4h.store.db import transaction
 from d4h.trust.did import did_to_url
 from d4h.trust.repository import StatusListStore
@@ -166,6 +166,24 @@ class HdabService:
         if permit.data_user != caller_did:
             raise NotFound(f"permit {permit_id} not found")
         return str(facts["jwt"])
+
+    def publish_result(
+        self, caller_did: str, permit_id: str, *, title: str, url: str, summary: str
+    ) -> ResultEntry:
+        """A data user publishes a result of its project (Art. 61(4)); it must cite the caller's own permit."""
+        try:
+            permit, _ = self._store.permit(permit_id)
+        except NotFound:
+            raise NotFound(f"permit {permit_id} not found") from None
+        if permit.data_user != caller_did:
+            raise NotFound(f"permit {permit_id} not found")
+        entry = ResultEntry(
+            permit_id=permit_id, title=title, url=url, summary=summary, published_at=self._clock.now()
+        )
+        with transaction(self._store.engine) as conn:
+            self._store.publish((entry,), conn)
+            self._audit.append(actor=caller_did, action="hdab.result.publish", obj=permit_id, conn=conn)
+        return entry
 
     # -- reviewers --------------------------------------------------------------------------------
 

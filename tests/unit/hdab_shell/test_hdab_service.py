@@ -289,3 +289,19 @@ def test_amendment_issues_a_new_version_and_retires_the_old_credential(
     assert "hdab.permit.amend" in _actions(engine, world)
     with pytest.raises(UserError):
         service.new_version(amended.permit_id, "extend", reviewer=REVIEWER, params={})
+
+
+def test_data_user_publishes_a_result_citing_only_its_own_permit(
+    service: HdabService, world: SigningWorld
+) -> None:
+    permit = _to_decision(service, world)["permit"]
+    entry = service.publish_result(
+        USER, permit.permit_id, title="HbA1c and retinopathy", url="https://doi.example/10.1/x", summary="..."
+    )
+    assert entry.permit_id == permit.permit_id
+    results = service._store.register().query(entry="result")
+    assert [e.title for e in results] == ["HbA1c and retinopathy"]
+    with pytest.raises(NotFound):
+        service.publish_result(
+            "did:web:someone-else", permit.permit_id, title="t", url="https://x.example", summary=""
+        )
