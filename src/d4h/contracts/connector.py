@@ -30,18 +30,10 @@ from d4h.dataplane.tokens import DataPlane
 from d4h.dsp.client import DspClient
 from d4h.dsp.messages import (
     Agreement,
-    ContractAgreementMessage,
-    ContractAgreementVerificationMessage,
-    ContractNegotiationEventMessage,
-    ContractNegotiationTerminationMessage,
     ContractOfferMessage,
     ContractRequestMessage,
     Offer,
-    TransferCompletionMessage,
     TransferRequestMessage,
-    TransferStartMessage,
-    TransferSuspensionMessage,
-    TransferTerminationMessage,
     parse_message,
 )
 from d4h.errors import Conflict, NotFound, UserError
@@ -51,21 +43,6 @@ from d4h.trust.did import did_to_url
 
 _N = NegotiationState
 _T = TransferState
-
-NEGOTIATION_INBOUND = (
-    ContractRequestMessage,
-    ContractOfferMessage,
-    ContractAgreementMessage,
-    ContractAgreementVerificationMessage,
-    ContractNegotiationEventMessage,
-    ContractNegotiationTerminationMessage,
-)
-TRANSFER_INBOUND = (
-    TransferStartMessage,
-    TransferSuspensionMessage,
-    TransferCompletionMessage,
-    TransferTerminationMessage,
-)
 
 
 def new_pid() -> str:

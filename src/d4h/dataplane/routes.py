@@ -12,7 +12,8 @@ from d4h.node.deps import NodeDep
 router = APIRouter(prefix="/api/v1", tags=["dataplane"])
 
 
-def _token(request: Request) -> str:
+def data_token(request: Request) -> str:
+    """The bearer token a consumer presents to the data plane."""
     header = request.headers.get("authorization", "")
     scheme, _, token = header.partition(" ")
     if scheme.lower() != "bearer" or not token:
@@ -26,7 +27,7 @@ def _token(request: Request) -> str:
 def pull(node: NodeDep, request: Request, transfer_id: str) -> dict[str, Any]:
     """The dataset's released export. Record-level data never leaves here: holders publish exports that
     passed their own disclosure review (dataset metadata 'export'); analyses use Analysis-PULL instead."""
-    grant = node.dataplane.check(_token(request), transfer_id)
+    grant = node.dataplane.check(data_token(request), transfer_id)
     entry = node.registry.dataset(grant.dataset_id)
     node.audit.append(
         actor=grant.consumer, action="data.pull", obj=grant.dataset_id, params={"transfer": transfer_id}
@@ -42,7 +43,7 @@ def pull(node: NodeDep, request: Request, transfer_id: str) -> dict[str, Any]:
 @router.get("/analysis/{transfer_id}", operation_id="dataplane-analysis")
 def analysis_channel(node: NodeDep, request: Request, transfer_id: str) -> dict[str, Any]:
     """The Analysis-PULL channel: a valid token shows which vetted analysis functions may be submitted."""
-    grant = node.dataplane.check(_token(request), transfer_id)
+    grant = node.dataplane.check(data_token(request), transfer_id)
     node.audit.append(actor=grant.consumer, action="analysis.channel", obj=grant.dataset_id)
     from d4h.analytics.functions import VERSIONS
 

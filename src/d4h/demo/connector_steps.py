@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from typing import Any
 
 from d4h.demo.scenario import DemoContext, DemoNode, StepFailed
@@ -51,6 +52,26 @@ def _call(ctx: DemoContext, node: DemoNode, method: str, path: str, body: Any = 
     return resp.json() if resp.content else None
 
 
+def poll(fn: Callable[[], Any], done: Callable[[Any], bool], timeout: float = 30.0) -> Any:
+    """Call ``fn`` until ``done`` holds or ``timeout`` passes; returns the last value either way."""
+    deadline = time.monotonic() + timeout
+    value = fn()
+    while not done(value) and time.monotonic() < deadline:
+        time.sleep(0.05)
+        value = fn()
+    return value
+
+
+def await_state(
+    ctx: DemoContext, node: DemoNode, path: str, states: tuple[str, ...], timeout: float = 30.0
+) -> dict[str, Any]:
+    """Poll a negotiation or transfer of ``node`` until it reaches one of ``states``."""
+    value: dict[str, Any] = poll(
+        lambda: _call(ctx, node, "GET", path), lambda v: v["state"] in states, timeout
+    )
+    return value
+
+
 def publish_datasets(ctx: DemoContext) -> dict[str, Any]:
     published = 0
     for node in _hospitals(ctx):
@@ -93,13 +114,12 @@ def publish_datasets(ctx: DemoContext) -> dict[str, Any]:
 def browse_catalogs(ctx: DemoContext) -> dict[str, Any]:
     institute = _institute(ctx)
     seen = 0
-    ctx.catalogs = {}  # type: ignore[attr-defined]
     for node in _hospitals(ctx):
         catalog = _call(ctx, institute, "POST", "/api/v1/catalog/request", {"provider_url": node.url})[
             "catalog"
         ]
         datasets = catalog.get("dataset", [])
-        ctx.catalogs[node.participant.key] = datasets  # type: ignore[attr-defined]
+        ctx.catalogs[node.participant.key] = datasets
         seen += len(datasets)
         ctx.say(f"{node.participant.name}: {', '.join(d['@id'] for d in datasets)}")
     return {"datasets_seen": seen}
@@ -109,7 +129,7 @@ def negotiate_contracts(ctx: DemoContext) -> dict[str, Any]:
     institute = _institute(ctx)
     started = []
     for node in _hospitals(ctx):
-        ds = ctx.catalogs[node.participant.key][0]  # type: ignore[attr-defined]
+        ds = ctx.catalogs[node.participant.key][0]
         n = _call(
             ctx,
             institute,
@@ -124,13 +144,8 @@ def negotiate_contracts(ctx: DemoContext) -> dict[str, Any]:
         started.append((node, n["id"], time.perf_counter()))
     agreements: dict[str, str] = {}
     latencies = []
-    deadline = time.monotonic() + 30
     for node, nid, t0 in started:
-        while True:
-            n = _call(ctx, institute, "GET", f"/api/v1/negotiations/{nid}")
-            if n["state"] in ("FINALIZED", "TERMINATED") or time.monotonic() > deadline:
-                break
-            time.sleep(0.05)
+        n = await_state(ctx, institute, f"/api/v1/negotiations/{nid}", ("FINALIZED", "TERMINATED"))
         if n["state"] != "FINALIZED":
             raise StepFailed(
                 f"negotiation with {node.participant.name} ended {n['state']}: {n['error_detail']}"
@@ -138,7 +153,7 @@ def negotiate_contracts(ctx: DemoContext) -> dict[str, Any]:
         latencies.append(time.perf_counter() - t0)
         agreements[node.participant.key] = n["agreement_id"]
         ctx.say(f"{node.participant.name}: FINALIZED, agreement {n['agreement_id']}")
-    ctx.agreements = agreements  # type: ignore[attr-defined]
+    ctx.agreements = agreements
     return {"agreements": len(agreements), "slowest_negotiation_s": round(max(latencies), 3)}
 
 
@@ -146,7 +161,7 @@ def transfer_data(ctx: DemoContext) -> dict[str, Any]:
     institute = _institute(ctx)
     pulled = 0
     for node in _hospitals(ctx):
-        agreement = ctx.agreements[node.participant.key]  # type: ignore[attr-defined]
+        agreement = ctx.agreements[node.participant.key]
         t = _call(
             ctx,
             institute,
@@ -154,10 +169,7 @@ def transfer_data(ctx: DemoContext) -> dict[str, Any]:
             "/api/v1/transfers",
             {"agreement_id": agreement, "format": "HttpData-PULL"},
         )
-        deadline = time.monotonic() + 30
-        while t["state"] != "STARTED" and time.monotonic() < deadline:
-            time.sleep(0.05)
-            t = _call(ctx, institute, "GET", f"/api/v1/transfers/{t['id']}")
+        t = await_state(ctx, institute, f"/api/v1/transfers/{t['id']}", ("STARTED", "TERMINATED"))
         if t["state"] != "STARTED":
             raise StepFailed(f"transfer from {node.participant.name} ended {t['state']}: {t['error_detail']}")
         data = ctx.http.get(t["endpoint"], headers={"Authorization": f"Bearer {t['authorization']}"})

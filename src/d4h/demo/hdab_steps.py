@@ -3,11 +3,9 @@ contracts with both hospitals, and revocation stopping access."""
 
 from __future__ import annotations
 
-import time
-from collections.abc import Callable
 from typing import Any
 
-from d4h.demo.connector_steps import _call, _hospitals, _institute
+from d4h.demo.connector_steps import _call, _hospitals, _institute, await_state, poll
 from d4h.demo.scenario import DemoContext, DemoNode, StepFailed
 from d4h.node.settings import Role
 
@@ -28,22 +26,6 @@ PERMIT_GATED = {
 
 def _hdab(ctx: DemoContext) -> DemoNode:
     return next(n for n in ctx.nodes.values() if Role.AUTHORITY in n.participant.roles)
-
-
-def _until(fn: Callable[[], Any], done: Callable[[Any], bool], timeout: float = 30.0) -> Any:
-    deadline = time.monotonic() + timeout
-    value = fn()
-    while not done(value) and time.monotonic() < deadline:
-        time.sleep(0.1)
-        value = fn()
-    return value
-
-
-def _getter(ctx: DemoContext, node: DemoNode, path: str) -> Callable[[], Any]:
-    def get() -> Any:
-        return _call(ctx, node, "GET", path)
-
-    return get
 
 
 def _as_member(ctx: DemoContext, node: DemoNode, method: str, path: str, body: Any = None) -> Any:
@@ -91,9 +73,7 @@ def national_catalogue(ctx: DemoContext) -> dict[str, Any]:
     def search() -> Any:
         return _call(ctx, hdab, "GET", "/api/v1/hdab/catalogue?q=diabetes")
 
-    result = _until(
-        search, lambda r: len({h.get("holder") for h in r.get("hits", [])}) >= len(_hospitals(ctx))
-    )
+    result = poll(search, lambda r: len({h.get("holder") for h in r.get("hits", [])}) >= len(_hospitals(ctx)))
     hits = result.get("hits", [])
     if len({h.get("holder") for h in hits}) < len(_hospitals(ctx)):
         raise StepFailed(f"the national catalogue found diabetes datasets at only {len(hits)} holder(s)")
@@ -133,7 +113,7 @@ def apply_and_grant(ctx: DemoContext) -> dict[str, Any]:
         "/api/v1/permits/fetch",
         {"hdab_url": hdab.url, "permit_id": permit["permit_id"]},
     )
-    ctx.permit_id = permit["permit_id"]  # type: ignore[attr-defined]
+    ctx.permit_id = permit["permit_id"]
     ctx.say(
         f"application {app['id']} → DECISION_ISSUED; permit {permit['permit_id']} for {', '.join(permit['datasets'])}"
     )
@@ -156,10 +136,7 @@ def gated_contracts(ctx: DemoContext) -> dict[str, Any]:
             "/api/v1/negotiations",
             {"provider_url": node.url, "offer": ds["hasPolicy"][0], "dataset_id": ds_id},
         )
-        n = _until(
-            _getter(ctx, institute, f"/api/v1/negotiations/{n['id']}"),
-            lambda n: n["state"] in ("FINALIZED", "TERMINATED"),
-        )
+        n = await_state(ctx, institute, f"/api/v1/negotiations/{n['id']}", ("FINALIZED", "TERMINATED"))
         if n["state"] != "FINALIZED":
             raise StepFailed(
                 f"permit-gated negotiation with {node.participant.name}: {n['state']} {n['error_detail']}"
@@ -171,10 +148,10 @@ def gated_contracts(ctx: DemoContext) -> dict[str, Any]:
             "/api/v1/transfers",
             {"agreement_id": n["agreement_id"], "format": "Analysis-PULL"},
         )
-        t = _until(_getter(ctx, institute, f"/api/v1/transfers/{t['id']}"), lambda t: t["state"] == "STARTED")
+        t = await_state(ctx, institute, f"/api/v1/transfers/{t['id']}", ("STARTED",))
         transfers[node.participant.key] = t
         ctx.say(f"{node.participant.name}: permit verified, contract FINALIZED, analysis channel STARTED")
-    ctx.gated_transfers = transfers  # type: ignore[attr-defined]
+    ctx.gated_transfers = transfers
     return {"permit_gated_agreements": len(transfers)}
 
 
@@ -184,16 +161,12 @@ def revoke_permit(ctx: DemoContext) -> dict[str, Any]:
         ctx,
         hdab,
         "POST",
-        f"/api/v1/hdab/review/permits/{ctx.permit_id}/revoke",  # type: ignore[attr-defined]
+        f"/api/v1/hdab/review/permits/{ctx.permit_id}/revoke",
         {"reason": "demo: the project breached its permit conditions"},
     )
     stopped = 0
-    for key, t in ctx.gated_transfers.items():  # type: ignore[attr-defined]
-        final = _until(
-            _getter(ctx, institute, f"/api/v1/transfers/{t['id']}"),
-            lambda t: t["state"] == "TERMINATED",
-            timeout=40,
-        )
+    for key, t in ctx.gated_transfers.items():
+        final = await_state(ctx, institute, f"/api/v1/transfers/{t['id']}", ("TERMINATED",), timeout=40)
         refused = ctx.http.get(t["endpoint"], headers={"Authorization": f"Bearer {t['authorization']}"})
         if final["state"] != "TERMINATED" or refused.status_code != 401:
             raise StepFailed(

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import secrets
-import time
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -73,19 +72,16 @@ def _national_ids(node_dir: Path, n: int) -> list[str]:
 
 def optout_changes_count(ctx: DemoContext) -> dict[str, Any]:
     """Citizens opt out at the HDAB; the hospital syncs the signed list; the same count then excludes them."""
-    from d4h.demo.connector_steps import _call, _institute
+    from d4h.demo.connector_steps import _call, _institute, await_state
 
     hdab = next(n for n in ctx.nodes.values() if Role.AUTHORITY in n.participant.roles)
     hospital = next(n for n in ctx.nodes.values() if Role.HOLDER in n.participant.roles)
     institute = _institute(ctx)
-    agreement = ctx.agreements[hospital.participant.key]  # type: ignore[attr-defined]
+    agreement = ctx.agreements[hospital.participant.key]
     t = _call(
         ctx, institute, "POST", "/api/v1/transfers", {"agreement_id": agreement, "format": "Analysis-PULL"}
     )
-    deadline = time.monotonic() + 30
-    while t["state"] != "STARTED" and time.monotonic() < deadline:
-        time.sleep(0.05)
-        t = _call(ctx, institute, "GET", f"/api/v1/transfers/{t['id']}")
+    t = await_state(ctx, institute, f"/api/v1/transfers/{t['id']}", ("STARTED", "TERMINATED"))
     auth = {"Authorization": f"Bearer {t['authorization']}"}
 
     def count() -> int:

@@ -41,6 +41,11 @@ class DemoContext:
     nodes: dict[str, DemoNode] = field(default_factory=dict)
     lines: list[str] = field(default_factory=list)  # what the step wants shown to the person
     patients: int = 2000  # synthetic patients per hospital
+    # What earlier steps hand to later ones.
+    catalogs: dict[str, list[dict[str, Any]]] = field(default_factory=dict)  # hospital key → DSP datasets
+    agreements: dict[str, str] = field(default_factory=dict)  # hospital key → agreement id (open offer)
+    permit_id: str = ""
+    gated_transfers: dict[str, dict[str, Any]] = field(default_factory=dict)  # hospital key → transfer
 
     def say(self, line: str) -> None:
         self.lines.append(line)

@@ -6,12 +6,11 @@ from typing import Any
 
 from d4h.catalog.registry import DatasetEntry, OfferRef
 from d4h.contracts.enforcement import Counterparty, decide
-from d4h.dsp.messages import CatalogRequestMessage, parse_message
+from d4h.dsp.messages import DSP_CONTEXT, CatalogRequestMessage, parse_message
 from d4h.dsp.version import DEFAULT_BASE_PATH
 from d4h.errors import NotFound, UserError
 from d4h.policy import Scope
 
-DSP_CONTEXT = "https://w3id.org/dspace/2025/1/context.jsonld"
 FORMATS = ("HttpData-PULL", "Analysis-PULL")
 
 

@@ -12,10 +12,11 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Body, Request, Response
 from fastapi.responses import JSONResponse
 
-from d4h.contracts.connector import NEGOTIATION_INBOUND, TRANSFER_INBOUND, Connector
+from d4h.contracts.connector import Connector
 from d4h.contracts.enforcement import Counterparty
 from d4h.dsp.catalog import dataset_for, visible_catalog
 from d4h.dsp.messages import (
+    DSP_CONTEXT,
     ContractAgreementMessage,
     ContractAgreementVerificationMessage,
     ContractNegotiationEventMessage,
@@ -31,7 +32,6 @@ from d4h.dsp.version import DEFAULT_BASE_PATH, WELL_KNOWN_PATH, version_response
 from d4h.errors import D4HError, Forbidden, IllegalTransition, NotFound, Unauthenticated, Unavailable
 from d4h.node.deps import NodeDep, require_participant
 
-DSP_CONTEXT = "https://w3id.org/dspace/2025/1/context.jsonld"
 JsonBody = Annotated[Any, Body()]
 
 version_router = APIRouter(tags=["dsp"])
@@ -61,7 +61,7 @@ def _error(kind: str, exc: D4HError, pids: dict[str, str | None] | None = None) 
     return JSONResponse(status_code=status, content=body)
 
 
-def _pids(body: Any, path_pid: str | None = None) -> dict[str, str | None]:
+def _pids(body: Any) -> dict[str, str | None]:
     out: dict[str, str | None] = {}
     if isinstance(body, dict):
         for key in ("providerPid", "consumerPid"):
@@ -228,6 +228,3 @@ def transfer_message(node: NodeDep, request: Request, pid: str, verb: str, body:
         body,
         lambda: (_connector(node).notify_transfer(_caller(node, request), pid, body, (expected,)), 200),
     )
-
-
-__all__ = ["NEGOTIATION_INBOUND", "TRANSFER_INBOUND", "router", "version_router"]

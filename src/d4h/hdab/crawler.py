@@ -19,6 +19,7 @@ from rdflib import Graph, Literal, URIRef
 from rdflib.namespace import DCAT, DCTERMS, SKOS
 
 from d4h.catalog.healthdcat import HEALTHDCATAP, Agent, catalogue_graph, from_jsonld
+from d4h.dsp.messages import DSP_CONTEXT
 from d4h.errors import D4HError
 from d4h.hdab.catalogue import CatalogueEntry, FederatedCatalogue, merge_crawl
 from d4h.store import leases
@@ -26,7 +27,6 @@ from d4h.store.db import transaction
 
 _log = logging.getLogger("d4h.hdab")
 
-DSP_CONTEXT = "https://w3id.org/dspace/2025/1/context.jsonld"
 # Fetches a holder's DSP catalog as this node: (holder base URL, holder DID) -> catalog JSON.
 CatalogFetch = Callable[[str, str], Mapping[str, Any]]
 # Fetches a public JSON document (the holder's HealthDCAT-AP description).

@@ -13,7 +13,6 @@ payload is a superset of what ``d4h.holder.optout.OptOutList.from_json`` reads.
 
 from __future__ import annotations
 
-import hmac
 import re
 from collections.abc import Collection, Mapping
 from datetime import datetime
@@ -22,6 +21,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from d4h.errors import Conflict, Unauthenticated, UserError
+from d4h.holder.optout import optout_token as holder_optout_token
 from d4h.trust.did import DidResolver
 from d4h.trust.jose import peek, sign, verify_by_did
 from d4h.trust.keys import KeyPair
@@ -30,23 +30,15 @@ OPTOUT_LIST_TYP = "d4h-optout-list+jwt"
 OPTOUT_LIST_TYPE = "OptOutList"
 MIN_KEY_BYTES = 32
 OptOutAction = Literal["opt_out", "withdraw"]
-_STRIP = re.compile(r"[\s\-./]")
 _TOKEN = re.compile(r"^[0-9a-f]{64}$")
-
-
-def normalise_national_id(raw: str) -> str:
-    """Upper case without spaces, hyphens, dots or slashes, so '1980 0101-123' and '19800101123' match."""
-    value = _STRIP.sub("", raw).upper()
-    if not value:
-        raise UserError("national identifier is empty")
-    return value
 
 
 def optout_token(key: bytes, national_id: str) -> str:
     """The 64-hex-character token of a national identifier under the shared token key."""
     if len(key) < MIN_KEY_BYTES:
         raise UserError(f"the opt-out token key must have at least {MIN_KEY_BYTES} bytes")
-    return hmac.digest(key, normalise_national_id(national_id).encode(), "sha256").hex()
+    # One token derivation for the registry and the holders (d4h.holder.optout): they must agree exactly.
+    return holder_optout_token(key, national_id)
 
 
 class OptOutEvent(BaseModel):

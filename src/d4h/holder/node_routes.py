@@ -18,7 +18,7 @@ from fastapi import APIRouter, Request
 from pydantic import BaseModel
 
 from d4h.analytics.disclosure import protect_count
-from d4h.dataplane.routes import _token
+from d4h.dataplane.routes import data_token
 from d4h.errors import Conflict, D4HError, NotFound, Unavailable, UserError
 from d4h.hdab.optout import verify_optout_list
 from d4h.holder.engine import AnalyticsDB
@@ -126,7 +126,7 @@ class CountResult(BaseModel):
 def count(node: NodeDep, request: Request, transfer_id: str) -> CountResult:
     """Feasibility count of persons over the Analysis-PULL channel, with opt-outs applied and disclosure
     control (minimum cell, rounding) enforced by this node."""
-    grant = node.dataplane.check(_token(request), transfer_id)
+    grant = node.dataplane.check(data_token(request), transfer_id)
     transfer = node.connector.transfers.get(transfer_id)
     if transfer.format != "Analysis-PULL":
         raise Conflict("counts are served on Analysis-PULL transfers only")

@@ -11,6 +11,7 @@ from d4h.audit.log import AuditLog
 from d4h.clock import Clock, utc_iso
 from d4h.errors import Conflict, Forbidden, UserError
 from d4h.trust.credentials import issue_credential, membership_credential
+from d4h.trust.dcp_messages import DCP_CONTEXT
 from d4h.trust.gaiax import address, legal_person_credential, legal_person_subject
 from d4h.trust.repository import Application, ApplicationStore, StatusListStore
 from d4h.trust.service import NodeTrust
@@ -18,7 +19,6 @@ from d4h.trust.status_list import status_entry, status_list_credential
 
 MEMBER_ROLES = ("dataHolder", "dataUser", "hdab")
 STATUS_LIST_ID = "revocation-1"
-DCP_CONTEXT = "https://w3id.org/dspace-dcp/v1.0/dcp.jsonld"
 
 
 class Issuer:
