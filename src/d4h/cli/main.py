@@ -8,6 +8,7 @@ import sys
 import typer
 
 from d4h.cli import (
+    analyze_cmd,
     audit_cmd,
     dataset_cmd,
     demo_cmd,
@@ -34,6 +35,7 @@ app.add_typer(hdab_cmd.app, name="hdab")
 app.add_typer(dataset_cmd.app, name="dataset")
 app.add_typer(negotiate_cmd.app, name="negotiate")
 app.add_typer(transfer_cmd.app, name="transfer")
+app.add_typer(analyze_cmd.app, name="analyze")
 app.command("demo")(demo_cmd.demo)
 
 

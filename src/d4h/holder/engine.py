@@ -111,6 +111,20 @@ class AnalyticsDB:
         text = self.sql(query)
         return [tuple(r) for r in self._conn.execute(text, params).fetchall()]
 
+    def frame(self, query: str | exp.Expression, params: Sequence[Any] | None = None) -> pd.DataFrame:
+        """A read query's rows as a DataFrame (columnar fetch on DuckDB)."""
+        cursor = self._conn.execute(self.sql(query), params)
+        if self.dialect == "duckdb":
+            result: pd.DataFrame = cursor.df()
+            return result
+        names = [d[0] for d in cursor.description]
+        return pd.DataFrame(cursor.fetchall(), columns=names)
+
+    def query_native(self, query: str, params: Sequence[Any]) -> list[tuple[Any, ...]]:
+        """Rows of a query already in this backend's dialect, with ``?`` placeholders (any backend)."""
+        text = query.replace("?", "%s") if self.dialect == "postgres" else query
+        return [tuple(r) for r in self._conn.execute(text, params).fetchall()]
+
     @contextmanager
     def transaction(self) -> Iterator[None]:
         """All writes inside commit together or not at all (a killed ingest leaves no half batch)."""

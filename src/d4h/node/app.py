@@ -16,6 +16,9 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI, Request, Response
 
 import d4h
+from d4h.analytics.coordinator import routes as coordinator_routes
+from d4h.analytics.coordinator.runs import Coordinator
+from d4h.analytics.executor import routes as executor_routes
 from d4h.audit import routes as audit_routes
 from d4h.audit.log import AuditLog
 from d4h.catalog import routes as catalog_routes
@@ -181,8 +184,12 @@ def _checkpoint_job(ctx: NodeContext) -> Processor:
 
 
 def create_app(ctx: NodeContext) -> FastAPI:
-    worker = Worker(_processors(ctx), interval_s=ctx.settings.worker_interval_s, metrics=ctx.metrics)
+    coordinator = Coordinator(ctx) if ctx.settings.has(Role.USER) else None
+    procs = _processors(ctx) + ([coordinator] if coordinator is not None else [])
+    worker = Worker(procs, interval_s=ctx.settings.worker_interval_s, metrics=ctx.metrics)
     ctx.connector.wake = worker.wake
+    if coordinator is not None:
+        coordinator.wake = worker.wake
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -204,6 +211,8 @@ def create_app(ctx: NodeContext) -> FastAPI:
             ctx.ready = False
             ctx.draining = True
             stopped = worker.stop(timeout=ctx.settings.shutdown_grace_s)
+            if coordinator is not None:
+                coordinator.stop()  # running analyses finish their current holder calls
             with transaction(ctx.engine) as conn:
                 leases.expire_all_of(conn, ctx.instance_id)
             ctx.audit.append(
@@ -260,6 +269,9 @@ def create_app(ctx: NodeContext) -> FastAPI:
         from d4h.holder import node_routes as holder_routes
 
         app.include_router(holder_routes.router)
+        app.include_router(executor_routes.router(ctx))
+    if coordinator is not None:
+        app.include_router(coordinator_routes.router(coordinator))
     if ctx.settings.tck_mode:
         app.include_router(tck.router)
     for module in modules_for(ctx.settings.roles):

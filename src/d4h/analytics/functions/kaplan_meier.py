@@ -149,6 +149,14 @@ def km_combine(tables: Sequence[RiskTable], *, alpha: float = 0.05) -> KMCurve:
     n_total = int(d.sum() + c.sum())
     leaving = d + c
     n = n_total - np.concatenate([[0], np.cumsum(leaving)[:-1]]) if len(grid) else np.zeros(0, np.int64)
+    return curve_from_counts(grid, n, d, c, alpha=alpha)
+
+
+def curve_from_counts(
+    grid: npt.ArrayLike, n: npt.ArrayLike, d: npt.ArrayLike, c: npt.ArrayLike, *, alpha: float = 0.05
+) -> KMCurve:
+    """The KM curve with Greenwood log(-log) intervals from numbers at risk and events per grid time."""
+    grid, n, d, c = (np.asarray(v) for v in (grid, n, d, c))
     with np.errstate(divide="ignore", invalid="ignore"):
         survival = np.cumprod(1.0 - d / n)
         terms = np.where(n > d, d / (n * (n - d)), 0.0)
@@ -198,6 +206,14 @@ def logrank(groups: Mapping[str, Sequence[RiskTable]]) -> LogRank:
         leave = np.zeros(len(grid))
         leave[pos] = d + c
         n_g[i] = leave.sum() - np.concatenate([[0.0], np.cumsum(leave)[:-1]])
+    return logrank_counts(names, d_g, n_g)
+
+
+def logrank_counts(names: Sequence[str], d_g: npt.ArrayLike, n_g: npt.ArrayLike) -> LogRank:
+    """Log-rank from events and numbers at risk per group (rows) on one time grid (columns)."""
+    d_g = np.asarray(d_g, dtype=float)
+    n_g = np.asarray(n_g, dtype=float)
+    k = len(names)
     d_all = d_g.sum(axis=0)
     n_all = n_g.sum(axis=0)
     use = (d_all > 0) & (n_all > 0)

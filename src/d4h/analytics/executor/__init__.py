@@ -1,0 +1,1 @@
+"""[H] The holder side of federated analysis: tasks in, disclosure-checked outputs out."""

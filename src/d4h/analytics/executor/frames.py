@@ -1,0 +1,190 @@
+"""[H] From a dataset and a task's selection to the rows a function sees (opt-outs already removed).
+
+A dataset's ``source`` metadata says where its rows live: the OMOP store (default; rows are a cohort and columns
+are derived variables) or a flat analysis table in the ``datasets`` schema of the same analytics store (a
+curated extract, e.g. a registry table). Frames are cached briefly per run, so iterative functions (IRLS,
+Newton, Lloyd) do not re-extract at every round; the cache key includes the opt-out list version.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections import OrderedDict
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+import pandas as pd
+from sqlglot import exp
+
+from d4h.analytics.wire import Filter, Selection
+from d4h.errors import NotFound, UserError
+from d4h.holder.engine import AnalyticsDB
+from d4h.holder.optout import OptOutList
+
+FLAT_SCHEMA = "datasets"
+_IDENT = r"^[A-Za-z_][A-Za-z0-9_]{0,62}$"
+
+
+@dataclass(frozen=True)
+class DataSource:
+    """Where a dataset's rows live: ``kind`` omop (schema) or table (name in the ``datasets`` schema)."""
+
+    kind: str = "omop"
+    name: str = "cdm"
+
+    @classmethod
+    def of(cls, metadata: Mapping[str, Any]) -> DataSource:
+        raw = metadata.get("source") or {}
+        if not isinstance(raw, Mapping):
+            raise UserError("dataset source must be an object like {'table': 'gbsg2'} or {'omop': 'cdm'}")
+        if "table" in raw:
+            return cls("table", _ident(str(raw["table"])))
+        return cls("omop", _ident(str(raw.get("omop", "cdm"))))
+
+
+def _ident(name: str) -> str:
+    import re
+
+    if not re.match(_IDENT, name):
+        raise UserError(f"invalid identifier {name!r}")
+    return name
+
+
+@dataclass(frozen=True)
+class LoadedFrame:
+    frame: pd.DataFrame
+    person_ids: npt.NDArray[Any]
+    attrition: tuple[tuple[str, int], ...] = field(default=())
+
+
+def excluded_person_ids(db: AnalyticsDB, optouts: OptOutList, granted_at: datetime) -> frozenset[int]:
+    """Persons whose opt-out applies under a permit granted at ``granted_at`` (only their tokens are read)."""
+    tokens = sorted(optouts.excluded_tokens(granted_at))
+    if not tokens:
+        return frozenset()
+    found: set[int] = set()
+    for start in range(0, len(tokens), 500):
+        chunk = tokens[start : start + 500]
+        placeholders = ", ".join(["?"] * len(chunk))
+        sql = f"SELECT person_id FROM {db.token_schema}.person_token WHERE token IN ({placeholders})"  # noqa: S608
+        rows = db.query_native(sql, chunk)
+        found.update(int(r[0]) for r in rows)
+    return frozenset(found)
+
+
+def _filter_sql(filters: Sequence[Filter]) -> exp.Expression | None:
+    condition: exp.Expression | None = None
+    for f in filters:
+        col = exp.column(_ident(f.column))
+        term: exp.Expression
+        if f.op == "is null":
+            term = col.is_(exp.null())
+        elif f.op == "not null":
+            term = exp.Not(this=col.is_(exp.null()))
+        elif f.op in ("in", "not in"):
+            if not isinstance(f.value, list) or not f.value:
+                raise UserError(f"filter on {f.column}: 'in' needs a non-empty list")
+            term = col.isin(*[exp.convert(v) for v in f.value])
+            if f.op == "not in":
+                term = exp.Not(this=term)
+        else:
+            if f.value is None or isinstance(f.value, (list, dict)):
+                raise UserError(f"filter on {f.column}: {f.op} needs a single value")
+            value = exp.convert(f.value)
+            ops: dict[str, type[exp.Expression]] = {
+                "==": exp.EQ, "!=": exp.NEQ, "<": exp.LT, "<=": exp.LTE, ">": exp.GT, ">=": exp.GTE,
+            }  # fmt: skip
+            term = ops[f.op](this=col, expression=value)
+        condition = term if condition is None else exp.And(this=condition, expression=term)
+    return condition
+
+
+def load_table(
+    db: AnalyticsDB, table: str, filters: Sequence[Filter], excluded: frozenset[int]
+) -> LoadedFrame:
+    known = {r[0] for r in db.query_native(
+        "SELECT table_name FROM information_schema.tables WHERE table_schema = ?", [FLAT_SCHEMA]
+    )}  # fmt: skip
+    if table not in known:
+        raise NotFound(f"this holder has no analysis table {table!r}")
+    query = exp.select("*").from_(exp.table_(table, db=FLAT_SCHEMA))
+    condition = _filter_sql(filters)
+    if condition is not None:
+        query = query.where(condition)
+    try:
+        frame = db.frame(query)
+    except Exception as exc:  # the backend names the unknown column or bad comparison
+        if "column" in str(exc).lower() or "binder" in str(exc).lower() or "conversion" in str(exc).lower():
+            raise UserError(f"filter refused by the store: {str(exc).splitlines()[0]}") from exc
+        raise
+    if "person_id" in frame.columns:
+        if excluded:
+            frame = frame[~frame["person_id"].isin(list(excluded))]
+        ids = frame["person_id"].to_numpy()
+    else:
+        ids = np.arange(len(frame), dtype=np.int64)  # a table without persons: rows are the unit
+    return LoadedFrame(frame.reset_index(drop=True), ids)
+
+
+def load_omop(db: AnalyticsDB, selection: Selection, excluded: frozenset[int]) -> LoadedFrame:
+    from d4h.holder import cohorts
+
+    if selection.cohort is None:
+        raise UserError("an OMOP dataset needs a cohort definition to select its rows")
+    definition = cohorts.parse_definition(selection.cohort)
+    variables = cohorts.parse_variables(selection.variables)
+    cohort = cohorts.build_cohort(db, definition, excluded=excluded)
+    frame = cohorts.extract_frame(db, cohort, variables).reset_index()
+    attrition = tuple((row.criterion, row.remaining) for row in cohort.attrition)
+    return LoadedFrame(frame, np.asarray(cohort.person_ids), attrition)
+
+
+class FrameCache:
+    """A small LRU of loaded frames keyed by (run, dataset source, selection, opt-out version)."""
+
+    def __init__(self, size: int = 2, ttl_s: float = 300.0) -> None:
+        self._size = size
+        self._ttl = ttl_s
+        self._items: OrderedDict[str, tuple[float, LoadedFrame]] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def get(self, key: str) -> LoadedFrame | None:
+        with self._lock:
+            hit = self._items.get(key)
+            if hit is None or time.monotonic() - hit[0] > self._ttl:
+                self._items.pop(key, None)
+                return None
+            self._items.move_to_end(key)
+            return hit[1]
+
+    def put(self, key: str, value: LoadedFrame) -> None:
+        with self._lock:
+            self._items[key] = (time.monotonic(), value)
+            self._items.move_to_end(key)
+            while len(self._items) > self._size:
+                self._items.popitem(last=False)
+
+
+def load_frame(
+    url: str, source: DataSource, selection: Selection, optouts: OptOutList, granted_at: datetime
+) -> LoadedFrame:
+    schema = source.name if source.kind == "omop" else "cdm"
+    with AnalyticsDB.open(url, schema=schema) as db:
+        try:
+            excluded = excluded_person_ids(db, optouts, granted_at)
+        except Exception:
+            if optouts.excluded_tokens(granted_at):
+                raise
+            excluded = frozenset()
+        if source.kind == "table":
+            if selection.cohort is not None:
+                raise UserError("this dataset is a flat table: select rows with filters, not a cohort")
+            return load_table(db, source.name, selection.filters, excluded)
+        if selection.filters:
+            raise UserError("this dataset is an OMOP store: select rows with a cohort definition")
+        return load_omop(db, selection, excluded)
