@@ -25,7 +25,6 @@ from collections import Counter
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -35,11 +34,9 @@ import orjson
 from sqlalchemy import create_engine, insert, text
 
 from benchmarks.harness import Row
+from benchmarks.nodes import BenchNode, dataspace
 from d4h.clock import utc_iso
-from d4h.node.app import ADMIN_TOKEN_FILE
-from d4h.node.nodedir import init_node
 from d4h.node.settings import Role
-from d4h.node.supervisor import Supervisor, free_port
 from d4h.store.db import make_engine, transaction
 from d4h.store.tables.connector import contract_definitions, datasets
 
@@ -68,54 +65,6 @@ USERS_ONLY = {
 _DONE = frozenset({"FINALIZED", "TERMINATED"})
 
 
-@dataclass(frozen=True)
-class _Node:
-    url: str
-    node_dir: Path
-    database_url: str
-    token: str
-
-    def client(self) -> httpx.Client:
-        return httpx.Client(
-            base_url=self.url, headers={"Authorization": f"Bearer {self.token}"}, timeout=60.0
-        )
-
-
-@contextmanager
-def _dataspace(workdir: Path, database_urls: dict[str, str]) -> Iterator[dict[str, _Node]]:
-    """Authority, holder and user as real processes, onboarded; stopped on exit."""
-    supervisor = Supervisor()
-    nodes: dict[str, _Node] = {}
-    authority_url = ""
-    for key, role in (("authority", Role.AUTHORITY), ("holder", Role.HOLDER), ("user", Role.USER)):
-        extra: dict[str, Any] = {"auto_approve_members": True} if role is Role.AUTHORITY else {}
-        extra["log_level"] = "WARNING"  # per-request log lines would be part of what is measured
-        settings = init_node(
-            workdir / key,
-            name=key.title(),
-            roles=[role],
-            port=free_port(),
-            registration_number=f"REG-{key}",
-            authority_url=authority_url,
-            database_url=database_urls.get(key, ""),
-            extra=extra,
-        )
-        if role is Role.AUTHORITY:
-            authority_url = settings.base_url
-        token = (settings.secrets_dir / ADMIN_TOKEN_FILE).read_text().strip()
-        nodes[key] = _Node(settings.base_url, settings.node_dir, settings.effective_database_url, token)
-    try:
-        for key, node in nodes.items():
-            supervisor.start(key, node.node_dir, node.url)
-        supervisor.wait_ready(timeout=120)
-        for node in nodes.values():
-            with node.client() as c:
-                c.post("/api/v1/trust/onboard").raise_for_status()
-        yield nodes
-    finally:
-        supervisor.stop_all()
-
-
 @contextmanager
 def _postgres_schemas(base_url: str, keys: tuple[str, ...]) -> Iterator[dict[str, str]]:
     """One fresh schema per node inside the test database (search_path set in each node's URL); dropped after."""
@@ -135,7 +84,7 @@ def _postgres_schemas(base_url: str, keys: tuple[str, ...]) -> Iterator[dict[str
         engine.dispose()
 
 
-def _publish(holder: _Node) -> None:
+def _publish(holder: BenchNode) -> None:
     with holder.client() as c:
         for i in range(SMALL_CATALOG):
             c.post("/api/v1/datasets", json={"id": f"ds-{i:05d}", "title": f"Dataset {i}"}).raise_for_status()
@@ -150,7 +99,7 @@ def _publish(holder: _Node) -> None:
         c.post("/api/v1/contractdefinitions", json=body).raise_for_status()
 
 
-def _grow_catalog(holder: _Node, total: int) -> None:
+def _grow_catalog(holder: BenchNode, total: int) -> None:
     """Add datasets up to ``total`` and one offer over them, straight into the holder's database.
 
     Written as the registry writes them, in one transaction: 10,000 management calls would take minutes
@@ -283,7 +232,7 @@ def _run_backend(backend: str, database_urls: dict[str, str], quick: bool) -> li
     catalog_total = 2_000 if quick else 10_000
     with (
         tempfile.TemporaryDirectory(prefix="d4h-bench-connector-") as tmp,
-        _dataspace(Path(tmp), database_urls) as nodes,
+        dataspace(Path(tmp), (("holder", Role.HOLDER), ("user", Role.USER)), database_urls) as nodes,
     ):
         holder, user_node = nodes["holder"], nodes["user"]
         _publish(holder)

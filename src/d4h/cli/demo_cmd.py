@@ -51,10 +51,15 @@ def demo(
         if not as_json:
             _out.print(f"[bold]d4h demo[/] — node directories in {base}")
         summary = run_scenario(ctx, SCENARIO, on_step=show)
+        report = base / "report"
+        report.mkdir(exist_ok=True)
+        (report / "summary.json").write_text(json.dumps(summary.as_dict(), indent=2), encoding="utf-8")
         if as_json:
             typer.echo(json.dumps(summary.as_dict(), indent=2))
         else:
             _out.print(f"[bold]{summary.status.upper()}[/] in {summary.seconds:.1f}s")
+            plots = sorted(p.name for p in report.glob("*.png"))
+            _out.print(f"results and plots in {report}: summary.json" + "".join(f", {p}" for p in plots))
         if keep_running and summary.status == "ok":
             for key, url in summary.urls.items():
                 _out.print(f"  {key:<16} {url}")

@@ -53,47 +53,51 @@ def ingest_populations(ctx: DemoContext) -> dict[str, Any]:
     return {"omop_counts": counts}
 
 
-def _national_ids(node_dir: Path, n: int) -> list[str]:
-    """The demo plays citizens: national identifiers of the first ``n`` synthetic patients of a hospital."""
+def _t2d_national_ids(node_dir: Path, n: int) -> list[str]:
+    """National identifiers of the first ``n`` synthetic patients with type 2 diabetes (the demo plays them)."""
     import json
 
     from d4h.holder.omop_map import D4H_NATIONAL_ID
 
-    ids: list[str] = []
-    with (node_dir / "holder" / "fhir" / "Patient.ndjson").open(encoding="utf-8") as handle:
+    fhir = node_dir / "holder" / "fhir"
+    t2d: set[str] = set()
+    with (fhir / "Condition.ndjson").open(encoding="utf-8") as handle:
         for line in handle:
-            for ident in json.loads(line).get("identifier", []):
-                if ident.get("system") == D4H_NATIONAL_ID:
-                    ids.append(ident["value"])
+            condition = json.loads(line)
+            if any(c.get("code") == "44054006" for c in condition.get("code", {}).get("coding", [])):
+                t2d.add(condition["subject"]["reference"].removeprefix("Patient/"))
+    ids: list[str] = []
+    with (fhir / "Patient.ndjson").open(encoding="utf-8") as handle:
+        for line in handle:
+            patient = json.loads(line)
+            if patient["id"] not in t2d:
+                continue
+            ids += [i["value"] for i in patient.get("identifier", []) if i.get("system") == D4H_NATIONAL_ID]
             if len(ids) >= n:
                 break
     return ids
 
 
 def optout_changes_count(ctx: DemoContext) -> dict[str, Any]:
-    """Citizens opt out at the HDAB; the hospital syncs the signed list; the same count then excludes them."""
-    from d4h.demo.connector_steps import _call, _institute, await_state
+    """Citizens with T2D opt out at the HDAB; the hospital syncs the signed list; the same feasibility count
+    then excludes them (the hospital applies the list to every analysis task)."""
+    from d4h.demo.analysis_steps import T2D_COHORT, _session
+    from d4h.demo.connector_steps import _call
 
     hdab = next(n for n in ctx.nodes.values() if Role.AUTHORITY in n.participant.roles)
     hospital = next(n for n in ctx.nodes.values() if Role.HOLDER in n.participant.roles)
-    institute = _institute(ctx)
-    agreement = ctx.agreements[hospital.participant.key]
-    t = _call(
-        ctx, institute, "POST", "/api/v1/transfers", {"agreement_id": agreement, "format": "Analysis-PULL"}
-    )
-    t = await_state(ctx, institute, f"/api/v1/transfers/{t['id']}", ("STARTED", "TERMINATED"))
-    auth = {"Authorization": f"Bearer {t['authorization']}"}
+    channel = ctx.analysis_channels["t2d"][0]  # the first hospital's diabetes channel
 
     def count() -> int:
-        resp = ctx.http.post(t["endpoint"] + "/count", headers=auth)
-        if resp.status_code != 200:
-            raise StepFailed(
-                f"count at {hospital.participant.name} answered {resp.status_code}: {resp.text[:200]}"
-            )
-        return int(resp.json()["count"])
+        with _session(ctx) as session:
+            result = session.analyze("feasibility", [channel], cohort=T2D_COHORT)
+        total = result.run["result"]["total"]
+        if total is None:
+            raise StepFailed(f"the T2D count at {hospital.participant.name} was suppressed")
+        return int(total)
 
     before = count()
-    citizens = _national_ids(hospital.node_dir, 25)
+    citizens = _t2d_national_ids(hospital.node_dir, 25)
     for national_id in citizens:
         resp = ctx.http.post(
             hdab.url + "/api/v1/optout", json={"national_id": national_id, "action": "opt-out"}
@@ -105,7 +109,7 @@ def optout_changes_count(ctx: DemoContext) -> dict[str, Any]:
     if after >= before:
         raise StepFailed(f"the count did not change after {len(citizens)} opt-outs ({before} → {after})")
     ctx.say(
-        f"{hospital.participant.name}: persons {before:,} → {after:,} after {len(citizens)} citizens opted out "
-        f"(signed list v{synced['version']}; counts rounded to 5 by the holder's disclosure control)"
+        f"{hospital.participant.name}: T2D cohort {before:,} → {after:,} after {len(citizens)} patients opted "
+        f"out (signed list v{synced['version']}; counts rounded to 5 by the hospital's disclosure control)"
     )
     return {"count_before": before, "count_after": after, "optouts": len(citizens)}

@@ -46,6 +46,7 @@ class DemoContext:
     agreements: dict[str, str] = field(default_factory=dict)  # hospital key → agreement id (open offer)
     permit_id: str = ""
     gated_transfers: dict[str, dict[str, Any]] = field(default_factory=dict)  # hospital key → transfer
+    analysis_channels: dict[str, list[str]] = field(default_factory=dict)  # dataset kind → transfer ids
 
     def say(self, line: str) -> None:
         self.lines.append(line)
@@ -176,6 +177,7 @@ def verify_audit_logs(ctx: DemoContext) -> dict[str, Any]:
 
 
 def _connector_steps() -> list[Step]:
+    from d4h.demo import analysis_steps as an
     from d4h.demo import connector_steps as cs
     from d4h.demo import hdab_steps as hd
     from d4h.demo import holder_steps as hs
@@ -196,6 +198,15 @@ def _connector_steps() -> list[Step]:
         Step("institute applies; HDAB reviews, consults, grants a data permit", hd.apply_and_grant),
         Step("permit-gated contracts with both hospitals", hd.gated_contracts),
         Step("HDAB revokes the permit: the hospitals stop access", hd.revoke_permit),
+        Step(
+            "institute opens analysis channels (Analysis-PULL) with both hospitals", an.open_analysis_channels
+        ),
+        Step("feasibility: type 2 diabetes cohort at both hospitals", an.feasibility),
+        Step("Table 1 of T2D patients by hospital", an.table_one),
+        Step(
+            "breast cancer: Kaplan-Meier and Cox of overall survival by first line", an.breast_cancer_survival
+        ),
+        Step("federated logistic model of diabetic retinopathy risk", an.retinopathy_model),
         Step("citizens opt out (EHDS Art. 71): the hospital's count excludes them", hs.optout_changes_count),
     ]
 

@@ -129,6 +129,23 @@ def vocab_load_command(
     Console().print(table)
 
 
+def table_load_command(
+    name: Annotated[
+        str,
+        typer.Argument(
+            help='table name (datasets.<name>); a dataset serves it with metadata {"source": {"table": name}}'
+        ),
+    ],
+    csv: Annotated[Path, typer.Argument(help="CSV file with a header row")],
+    db_url: DbOpt = "d4h-analytics.duckdb",
+) -> None:
+    """Load (or replace) a flat analysis table, e.g. a registry extract, beside the OMOP store."""
+    from d4h.holder.tables import load_csv
+
+    rows = load_csv(db_url, name, csv)
+    Console().print(f"datasets.{name}: {rows} rows")
+
+
 def register(app: typer.Typer) -> None:
     """Add the holder commands to the main d4h app."""
     app.command("synth")(synth_command)
@@ -136,3 +153,6 @@ def register(app: typer.Typer) -> None:
     vocab = typer.Typer(help="OMOP vocabularies", no_args_is_help=True)
     vocab.command("load")(vocab_load_command)
     app.add_typer(vocab, name="vocab")
+    table = typer.Typer(help="flat analysis tables beside the OMOP store", no_args_is_help=True)
+    table.command("load")(table_load_command)
+    app.add_typer(table, name="table")

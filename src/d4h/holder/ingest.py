@@ -65,7 +65,11 @@ def _flush(db: AnalyticsDB, batch: _Batch, totals: dict[str, int]) -> None:
 
 
 def refresh_derived(db: AnalyticsDB) -> None:
-    """Recompute observation_period (per person, first to last event) and treatment episode dates."""
+    """Recompute observation_period (per person, first event to last event or death) and episode dates.
+
+    OMOP observes a person until death, so the death date counts as an event: without it, deaths after
+    the last visit fall outside observation and survival analyses censor them.
+    """
     s = db.schema
     events = " UNION ALL ".join(
         f"SELECT person_id, {start} AS d0, {end} AS d1 FROM {s}.{table}"  # noqa: S608 - identifiers are checked or constant
@@ -80,6 +84,7 @@ def refresh_derived(db: AnalyticsDB) -> None:
             ("procedure_occurrence", "procedure_date", "procedure_date"),
             ("measurement", "measurement_date", "measurement_date"),
             ("observation", "observation_date", "observation_date"),
+            ("death", "death_date", "death_date"),
         )
     )
     with db.transaction():

@@ -1,36 +1,31 @@
-"""[H] The holder node's data endpoints: national opt-out list sync and the first vetted analysis (a count).
+"""[H] The holder node's national opt-out list: sync from the HDAB, verify, keep.
 
 The opt-out list comes from the HDAB (DCP-authenticated), is verified offline (signature, trusted HDAB,
-newer version) and kept in the node directory; every computation excludes persons whose opt-out applies
-under the permit behind the request (EHDS Art. 71(3): permits granted before an opt-out are unaffected).
+newer version) and kept in the node directory; every analysis task (``analytics/executor``) excludes persons
+whose opt-out applies under the permit behind it (EHDS Art. 71(3): permits granted before an opt-out are
+unaffected).
 """
 
 from __future__ import annotations
 
 import json
 import logging
-from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 import httpx
-from fastapi import APIRouter, Request
+from fastapi import APIRouter
 from pydantic import BaseModel
 
-from d4h.analytics.disclosure import protect_count
-from d4h.dataplane.routes import data_token
-from d4h.errors import Conflict, D4HError, NotFound, Unavailable, UserError
+from d4h.errors import Conflict, D4HError, Unavailable, UserError
 from d4h.hdab.optout import verify_optout_list
-from d4h.holder.engine import AnalyticsDB
 from d4h.holder.optout import OptOutList
 from d4h.node.context import NodeContext
 from d4h.node.deps import AdminDep, NodeDep
 from d4h.trust.did import did_from_url
-from d4h.trust.jose import peek
 
 router = APIRouter(prefix="/api/v1", tags=["holder"])
 OPTOUT_FILE = "optout-list.json"
-COUNT_FUNCTION = "feasibility_count/1"
 
 
 def holder_dir(node: NodeContext) -> Path:
@@ -112,67 +107,6 @@ def sync_optout_list(node: NodeContext) -> OptOutSync:
         params={"version": published.version, "events": len(events)},
     )
     return OptOutSync(version=published.version, events=len(events), issuer=published.issuer)
-
-
-class CountResult(BaseModel):
-    function: str
-    dataset: str
-    count: int | None
-    disclosure: list[str]
-    optout_list_version: int
-
-
-@router.post("/analysis/{transfer_id}/count", operation_id="holder-analysis-count")
-def count(node: NodeDep, request: Request, transfer_id: str) -> CountResult:
-    """Feasibility count of persons over the Analysis-PULL channel, with opt-outs applied and disclosure
-    control (minimum cell, rounding) enforced by this node."""
-    grant = node.dataplane.check(data_token(request), transfer_id)
-    transfer = node.connector.transfers.get(transfer_id)
-    if transfer.format != "Analysis-PULL":
-        raise Conflict("counts are served on Analysis-PULL transfers only")
-    granted_at = _permit_time(node, transfer_id, grant.dataset_id)
-    version, optouts = held_optouts(node)
-    url = analytics_url(node)
-    if not url.startswith("postgres") and not Path(url).exists():
-        raise NotFound("this holder has no analytics store yet (ingest data first)")
-    with AnalyticsDB.open(url) as db:
-        total = int(db.query("SELECT count(*) FROM cdm.person")[0][0])
-        excluded = db.opted_out_person_ids(optouts, granted_at)
-    released = protect_count(total - len(excluded))
-    node.audit.append(
-        actor=grant.consumer,
-        action="analysis.run",
-        obj=grant.dataset_id,
-        params={
-            "function": COUNT_FUNCTION,
-            "transfer": transfer_id,
-            "rows": total - len(excluded),
-            "optout_version": version,
-        },
-    )
-    return CountResult(
-        function=COUNT_FUNCTION,
-        dataset=grant.dataset_id,
-        count=released.total,
-        disclosure=[a.describe() for a in released.actions],
-        optout_list_version=version,
-    )
-
-
-def _permit_time(node: NodeContext, transfer_id: str, dataset_id: str) -> datetime:
-    """When the permit behind this transfer (one naming its dataset) was granted; without one, every
-    current opt-out applies."""
-    caller = node.connector.transfers.caller_of(transfer_id) or {}
-    times = []
-    for token in caller.get("permits", []):
-        try:
-            subject = peek(str(token), what="permit").payload.get("credentialSubject", {})
-            if dataset_id not in subject.get("datasets", []):
-                continue
-            times.append(datetime.fromisoformat(str(subject["grantedAt"]).replace("Z", "+00:00")))
-        except (D4HError, KeyError, ValueError, AttributeError):
-            continue  # not a readable permit: it grants nothing, so it protects nothing either
-    return min(times) if times else node.clock.now()
 
 
 def optout_sync_job(node: NodeContext) -> Any:

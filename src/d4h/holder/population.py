@@ -12,6 +12,7 @@ from d4h.holder.omop_tables import CLINICAL_TABLES
 from d4h.holder.optout import load_token_key
 from d4h.holder.pseudonymise import load_or_create_secret
 from d4h.holder.synthetic.generator import synthesize
+from d4h.holder.synthetic.vocabulary import load_demo_vocabulary
 from d4h.holder.vocabulary import Vocabulary
 
 DEFAULT_PATIENTS = 3000
@@ -36,12 +37,18 @@ def build_population(
     """Synthesize ``patients`` for ``site`` under ``node_dir`` and ingest them into its analytics store.
 
     Layout: ``fhir/`` (NDJSON), ``analytics.duckdb``, ``node-secret.json`` (0600), ``quarantine.ndjson``.
-    Rerunning is cheap: the generator is deterministic and the ingest skips files it already holds.
+    The demo vocabulary is loaded first so the rows carry concept ids. Rerunning is cheap: the generator is
+    deterministic, the vocabulary load and the ingest skip what the store already holds. A store ingested
+    before its vocabulary was complete is remapped from scratch (its rows would keep concept id 0).
     """
     fhir = node_dir / "fhir"
     synthesize(fhir, patients=patients, seed=seed, site=site)
     database = node_dir / "analytics.duckdb"
     with AnalyticsDB.open(str(database)) as db:
+        before = db.count("concept") if "concept" in db.tables() else 0
+        load_demo_vocabulary(db)
+        if db.count("concept") > before and "d4h_ingested_file" in db.tables():
+            _forget_ingested(db)
         mapper = Mapper(
             load_or_create_secret(node_dir / "node-secret.json"),
             Vocabulary.from_db(db),
@@ -50,3 +57,12 @@ def build_population(
         report = ingest([fhir], db, mapper, quarantine=node_dir / "quarantine.ndjson")
         counts = {table: db.count(table) for table in CLINICAL_TABLES}
     return Population(site, database, counts, report)
+
+
+def _forget_ingested(db: AnalyticsDB) -> None:
+    """Empty the clinical tables and the ingested-file marks so the next ingest maps every file again."""
+    present = set(db.tables())
+    with db.transaction():
+        for table in (*CLINICAL_TABLES, "d4h_ingested_file"):
+            if table in present:
+                db.execute(f"DELETE FROM {db.schema}.{table}")  # noqa: S608 - constant names, checked schema

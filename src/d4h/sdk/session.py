@@ -380,7 +380,9 @@ class Session:
             secure=secure,
             dp=dp,
         )
-        run: dict[str, Any] = self.call("POST", "/api/v1/analyses", body)
+        # Without a progress display, let the node hold the request until the run ends (no polling delay).
+        long_poll = "?wait=30" if wait and progress is None else ""
+        run: dict[str, Any] = self.call("POST", "/api/v1/analyses" + long_poll, body)
         if not wait:
             result = result_from_run(run)
             if progress is not None:
@@ -418,6 +420,10 @@ class Session:
                     f"analysis {run_id} is still {result.state} after {timeout:g} s",
                     hint=f"follow it later with session.run({run_id!r}) or 'd4h analyze show {run_id}'",
                 )
+            if progress is None:
+                wait_s = max(1, min(30, int(deadline - time.monotonic())))
+                run = self.call("GET", f"/api/v1/analyses/{run_id}?wait={wait_s}")
+                continue
             time.sleep(delay)
             delay = min(delay * 1.5, self.poll_interval)
             run = self.call("GET", f"/api/v1/analyses/{run_id}")

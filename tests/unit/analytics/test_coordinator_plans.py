@@ -50,6 +50,7 @@ class InProcessHolders:
         state: Mapping[str, Any] | Callable[[str], Mapping[str, Any]] = {},  # noqa: B006
         *,
         tolerant: bool = False,
+        optional: bool = False,
     ) -> dict[str, dict[str, Any]]:
         out = {}
         for h in self.ids:
@@ -59,7 +60,7 @@ class InProcessHolders:
                     h, st, secure=bool(st.get("secure")), n=len(st.get("holders", []))
                 ).payload
             except D4HError:
-                if not tolerant:
+                if not (tolerant or optional):
                     raise
         return out
 

@@ -200,6 +200,7 @@ class HolderSet:
         state: Mapping[str, Any] | Callable[[str], Mapping[str, Any]] = {},  # noqa: B006 - never mutated
         *,
         tolerant: bool = False,
+        optional: bool = False,
         secagg_spec: SecAggSpec | None = None,
     ) -> dict[str, dict[str, Any]]:
         targets = [self._channels[h] for h in self.ids]
@@ -217,6 +218,10 @@ class HolderSet:
         out: dict[str, dict[str, Any]] = {}
         errors: list[str] = []
         for holder, reply, error in results:
+            if reply is None and optional:
+                # An optional extra (e.g. AUROC) refused: the run goes on; the refusal is reported.
+                self.pooled_actions.append(f"{holder}: {error}")
+                continue
             self._record(holder, reply, error)
             if reply is None:
                 errors.append(error or holder)
@@ -224,6 +229,8 @@ class HolderSet:
                     self._failed.add(holder)
                 continue
             out[holder] = reply.payload
+        if optional:
+            return out
         if errors and not tolerant:
             raise HolderFailed("; ".join(errors))
         if not out:

@@ -37,8 +37,11 @@ class Holders(Protocol):
     @property
     def ids(self) -> list[str]: ...
 
-    def ask(self, phase: str, state: State = ..., *, tolerant: bool = False) -> Payloads:
-        """Every holder runs ``phase``; ``tolerant`` keeps going without holders that failed or refused."""
+    def ask(
+        self, phase: str, state: State = ..., *, tolerant: bool = False, optional: bool = False
+    ) -> Payloads:
+        """Every holder runs ``phase``; ``tolerant`` keeps going without holders that failed or refused;
+        ``optional`` returns whatever came back (a refusal is reported, not a failure of the run)."""
         ...
 
     def secure_sum(self, phase: str, state: Mapping[str, Any], length: int) -> Array:
@@ -129,6 +132,11 @@ def table_one(req: AnalysisRequest, h: Holders) -> dict[str, Any]:
     edges = {str(k): [float(e) for e in v] for k, v in dict(req.params.get("continuous", {})).items()}
     categorical = [str(c) for c in req.params.get("categorical", [])]
     parts = h.ask("local")
+    if req.params.get("by_holder"):
+        # One column per holder: each holder's own (already protected) summaries, side by side.
+        if req.params.get("group"):
+            raise UserError("table1: use either group or by_holder")
+        parts = {holder: {"groups": {holder: p["groups"]["all"]}} for holder, p in parts.items()}
     groups = sorted({g for p in parts.values() for g in p["groups"]})
     rows: list[dict[str, Any]] = []
     pooled_cont: dict[str, dict[str, table1.Continuous]] = {}
@@ -477,7 +485,7 @@ def _auroc(req: AnalysisRequest, h: Holders, base: Mapping[str, Any], beta: Arra
     if req.secure:
         v = h.secure_sum("auroc", state, 2 * bins)
         return glm.auroc_from_histograms([(np.rint(v[:bins]), np.rint(v[bins:]))])
-    parts = h.ask("auroc", state, tolerant=True)
+    parts = h.ask("auroc", state, optional=True)
     if len(parts) < len(h.ids):
         return None  # a holder refused its score histogram (small bins): no AUROC rather than a biased one
     return glm.auroc_from_histograms([(q["pos"], q["neg"]) for q in parts.values()])

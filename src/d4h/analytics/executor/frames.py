@@ -21,6 +21,7 @@ import numpy.typing as npt
 import pandas as pd
 from sqlglot import exp
 
+from d4h.analytics.differencing import RowSet, row_set
 from d4h.analytics.wire import Filter, Selection
 from d4h.errors import NotFound, UserError
 from d4h.holder.engine import AnalyticsDB
@@ -55,11 +56,18 @@ def _ident(name: str) -> str:
     return name
 
 
-@dataclass(frozen=True)
+@dataclass
 class LoadedFrame:
     frame: pd.DataFrame
     person_ids: npt.NDArray[Any]
     attrition: tuple[tuple[str, int], ...] = field(default=())
+    _row_sets: dict[str, RowSet] = field(default_factory=dict, repr=False)
+
+    def row_set(self, project: str, key: bytes) -> RowSet:
+        """The row-set fingerprint, computed once per cached frame (iterative fits ask at every round)."""
+        if project not in self._row_sets:
+            self._row_sets[project] = row_set(project, self.person_ids, key)
+        return self._row_sets[project]
 
 
 def excluded_person_ids(db: AnalyticsDB, optouts: OptOutList, granted_at: datetime) -> frozenset[int]:

@@ -59,11 +59,21 @@ class Ledger:
             })  # fmt: skip
         return out
 
-    def history(self, project: str) -> list[RowSet]:
+    def known(self, project: str, digest: str) -> bool:
+        c = analysis_row_sets.c
         with reading(self._engine) as conn:
-            rows = conn.execute(
-                select(analysis_row_sets).where(analysis_row_sets.c.project == project)
-            ).fetchall()
+            row = conn.execute(select(c.id).where(c.project == project, c.digest == digest)).first()
+        return row is not None
+
+    def history(self, project: str, *, near_size: int | None = None, within: int = 0) -> list[RowSet]:
+        """The project's earlier row sets; with ``near_size``, only those whose size is within ``within`` of it
+        (a larger size gap already bounds the symmetric difference, so their members need not be read)."""
+        c = analysis_row_sets.c
+        query = select(analysis_row_sets).where(c.project == project)
+        if near_size is not None:
+            query = query.where(c.size > near_size - within, c.size < near_size + within)
+        with reading(self._engine) as conn:
+            rows = conn.execute(query).fetchall()
         return [RowSet(r.project, r.digest, r.size, bytes(r.members)) for r in rows]
 
     def budget(self, project: str, dataset_id: str, epsilon: float, delta: float) -> PrivacyBudget:

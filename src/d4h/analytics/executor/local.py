@@ -114,13 +114,21 @@ def design(
     return x, names
 
 
-def _complete(frame: pd.DataFrame, columns: Sequence[str]) -> pd.DataFrame:
-    """Complete cases on the columns a model uses (missing rows are dropped, as pooled software would)."""
+def _complete(
+    frame: pd.DataFrame, columns: Sequence[str], levels: Mapping[str, Sequence[Any]] | None = None
+) -> pd.DataFrame:
+    """Complete cases on the columns a model uses (missing rows are dropped, as pooled software would);
+    rows whose categorical value is not among the requested levels are left out too (never lumped in with
+    the reference level)."""
     present = [c for c in columns if c in frame.columns]
     missing = [c for c in columns if c not in frame.columns]
     if missing:
         raise UserError(f"unknown column(s) {', '.join(missing)}; the dataset has {', '.join(frame.columns)}")
-    return frame.dropna(subset=present)
+    out = frame.dropna(subset=present)
+    for name, wanted in (levels or {}).items():
+        if name in out.columns:
+            out = out[out[name].astype(str).isin([str(v) for v in wanted])]
+    return out
 
 
 def _check_rows(frame: pd.DataFrame, policy: DisclosurePolicy, total: int | None = None) -> None:
@@ -320,8 +328,9 @@ def kaplan_meier_step(inp: StepInput) -> LocalOutput:
 def _cox_data(inp: StepInput) -> tuple[Array, Array, Array, list[str]]:
     time, event, _ = _survival_columns(inp)
     covariates = [str(c) for c in _param(inp, "covariates")]
-    frame = _complete(inp.frame, [time, event, *covariates])
-    x, names = design(frame, covariates, levels=_param(inp, "levels", {}), policy=inp.policy)
+    levels = _param(inp, "levels", {})
+    frame = _complete(inp.frame, [time, event, *covariates], levels)
+    x, names = design(frame, covariates, levels=levels, policy=inp.policy)
     t = frame[time].to_numpy(dtype=float)
     bin_width = float(_param(inp, "bin_width", 0.0))
     if bin_width > 0:
@@ -365,8 +374,9 @@ def cox_step(inp: StepInput) -> LocalOutput:
 def glm_data(inp: StepInput) -> tuple[Array, Array, list[str]]:
     outcome = str(_param(inp, "outcome"))
     covariates = [str(c) for c in _param(inp, "covariates")]
-    frame = _complete(inp.frame, [outcome, *covariates])
-    x, names = design(frame, covariates, levels=_param(inp, "levels", {}), policy=inp.policy)
+    levels = _param(inp, "levels", {})
+    frame = _complete(inp.frame, [outcome, *covariates], levels)
+    x, names = design(frame, covariates, levels=levels, policy=inp.policy)
     if "mean" in inp.state:  # pooled z-scores, computed from every holder's sums
         mean = np.asarray(inp.state["mean"], dtype=float)
         sd = np.asarray(inp.state["sd"], dtype=float)
@@ -384,8 +394,9 @@ def glm_step(inp: StepInput) -> LocalOutput:
     phase = inp.state.get("phase", "stats")
     if phase == "moments":
         covariates = [str(c) for c in _param(inp, "covariates")]
-        frame = _complete(inp.frame, [str(_param(inp, "outcome")), *covariates])
-        x, names = design(frame, covariates, levels=_param(inp, "levels", {}), policy=inp.policy)
+        levels = _param(inp, "levels", {})
+        frame = _complete(inp.frame, [str(_param(inp, "outcome")), *covariates], levels)
+        x, names = design(frame, covariates, levels=levels, policy=inp.policy)
         check_glm(len(x), x.shape[1] + 1, inp.policy)
         m = glm.moments_local(x)
         vector = np.concatenate([[m.n], m.sums, m.sums_sq])

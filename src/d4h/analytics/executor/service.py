@@ -25,7 +25,7 @@ from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
 
 import d4h
 from d4h.analytics import dp, secagg
-from d4h.analytics.differencing import check_differencing, row_set
+from d4h.analytics.differencing import check_differencing
 from d4h.analytics.disclosure import (
     DEFAULT_POLICY,
     Action,
@@ -85,6 +85,7 @@ class Executor:
         self._frames = FrameCache()
         self._keys: dict[str, tuple[float, X25519PrivateKey]] = {}
         self._lock = threading.Lock()
+        self._key: bytes | None = None
 
     # -- entry point ------------------------------------------------------------------------------
 
@@ -199,11 +200,13 @@ class Executor:
     ) -> TaskReply:
         node = self._node
         loaded, optout_version = self._frame(req, metadata, facts, transfer_id)
-        rows = row_set(facts.project, loaded.person_ids, self._rowset_key())
-        history = self.ledger.history(facts.project)
-        known = any(h.digest == rows.digest for h in history)
+        rows = loaded.row_set(facts.project, self._rowset_key())
+        known = self.ledger.known(facts.project, rows.digest)
         if not known:
-            check_differencing(rows, history, policy)
+            within = policy.min_complement_size
+            check_differencing(
+                rows, self.ledger.history(facts.project, near_size=rows.size, within=within), policy
+            )
         n_holders = len(req.secagg.public_keys) if req.secagg else len(req.state.get("holders", []))
         secure = req.secagg is not None or bool(req.state.get("secure"))
         if secure:
@@ -351,10 +354,11 @@ class Executor:
         )
 
     def _rowset_key(self) -> bytes:
-        from d4h.holder.pseudonymise import load_or_create_secret
+        if self._key is None:
+            from d4h.holder.pseudonymise import load_or_create_secret
 
-        secret = load_or_create_secret(self._node.settings.secrets_dir / "rowset.key")
-        return secret.keys[-1]
+            self._key = load_or_create_secret(self._node.settings.secrets_dir / "rowset.key").keys[-1]
+        return self._key
 
 
 def _permit_facts(party: Counterparty, dataset_id: str, agreement_id: str, now: datetime) -> PermitFacts:

@@ -14,7 +14,7 @@ from typing import Annotated, Any, Literal
 
 import numpy as np
 import pandas as pd
-from pydantic import Field, TypeAdapter, ValidationError, field_validator
+from pydantic import Field, TypeAdapter, ValidationError, field_validator, model_validator
 
 from d4h.errors import UserError
 from d4h.holder.cohorts.compile import (
@@ -80,11 +80,29 @@ class MeasurementVar(_WindowVar):
     aggregate: Literal["last", "first", "mean", "min", "max"] = "last"
     unit_concept_id: UnitField = None
     value: ValueRange | None = None
+    convert_to: Literal["%"] | None = Field(
+        default=None,
+        description="harmonise units first: '%' turns IFCC HbA1c (mmol/mol) into NGSP % by the master "
+        "equation; values in other units are left out",
+    )
 
     @field_validator("unit_concept_id")
     @classmethod
     def _unit(cls, value: int | str | None) -> int | None:
         return unit_concept(value)
+
+    @model_validator(mode="after")
+    def _one_unit_rule(self) -> MeasurementVar:
+        if self.convert_to is not None and self.unit_concept_id is not None:
+            raise ValueError("give either unit_concept_id or convert_to")
+        return self
+
+
+# Unit harmonisation: target UCUM unit -> {source unit concept: SQL of the value in the target unit}.
+# NGSP % = 0.09148 * IFCC mmol/mol + 2.152 (IFCC-NGSP master equation); mmol/mol is used for HbA1c only.
+_CONVERSIONS: dict[str, dict[int, str]] = {
+    "%": {8554: "e.value_as_number", 9579: "(0.09148 * e.value_as_number + 2.152)"},
+}
 
 
 class SurvivalVar(StrictModel):
@@ -107,6 +125,8 @@ class DrugSequenceVar(StrictModel):
 
     kind: Literal["drug_sequence"]
     classes: dict[str, ConceptSet] = Field(min_length=1)
+    max_classes: int | None = Field(default=None, ge=1, description="keep the first N (1 = first line)")
+    none_label: str = Field(default="", max_length=40, description="value for persons with no exposure")
 
     @field_validator("classes")
     @classmethod
@@ -228,17 +248,25 @@ def _flag(ctx: _Ctx, var: _WindowVar, domain: str, index: pd.Index) -> pd.Series
 
 def _measurement(ctx: _Ctx, var: MeasurementVar, index: pd.Index) -> pd.Series:
     extra = ["e.value_as_number IS NOT NULL", *value_filters("e", var.value, var.unit_concept_id)]
+    value = "e.value_as_number"
+    if var.convert_to is not None:
+        rules = _CONVERSIONS[var.convert_to]
+        extra.append(f"e.unit_concept_id IN ({', '.join(str(u) for u in sorted(rules))})")
+        value = "CASE " + " ".join(
+            f"WHEN e.unit_concept_id = {u} THEN {sql}" for u, sql in sorted(rules.items())
+        )
+        value += " END"
     source = _in_window(ctx, var, "measurement", extra)
     if var.aggregate in ("first", "last"):
         order = "DESC" if var.aggregate == "last" else "ASC"
         sql = (
-            f"SELECT person_id, v FROM (SELECT k.person_id, e.value_as_number AS v, row_number() OVER"
+            f"SELECT person_id, v FROM (SELECT k.person_id, {value} AS v, row_number() OVER"
             f" (PARTITION BY k.person_id ORDER BY e.measurement_date {order}, e.measurement_id {order}) AS rn"
             f" {source}) x WHERE rn = 1"
         )
     else:
         fn = {"mean": "avg", "min": "min", "max": "max"}[var.aggregate]
-        sql = f"SELECT k.person_id, {fn}(e.value_as_number) {source} GROUP BY k.person_id"
+        sql = f"SELECT k.person_id, {fn}({value}) {source} GROUP BY k.person_id"
     rows = [(p, float(v)) for p, v in ctx.db.query(sql)]
     return _series(rows, index, "float64", np.nan)
 
@@ -284,13 +312,14 @@ def _sequence(ctx: _Ctx, var: DrugSequenceVar, index: pd.Index) -> pd.Series:
         )
     rows = ctx.db.query(" UNION ALL ".join(parts))
     if not rows:
-        return pd.Series("", index=index, dtype="object")
+        return pd.Series(var.none_label, index=index, dtype="object")
     found = pd.DataFrame(rows, columns=["person_id", "cls", "t"]).astype(
         {"person_id": np.int64, "t": np.int64}
     )
     found = found.sort_values(["person_id", "t", "cls"], kind="stable")
-    joined = found.groupby("person_id", sort=False)["cls"].agg(">".join)
-    return joined.reindex(index, fill_value="").astype("object")
+    limit = var.max_classes
+    joined = found.groupby("person_id", sort=False)["cls"].agg(lambda c: ">".join(list(c)[:limit]))
+    return joined.reindex(index, fill_value=var.none_label).astype("object")
 
 
 def extract_frame(db: AnalyticsDB, cohort: Cohort, variables: Mapping[str, Variable]) -> pd.DataFrame:
