@@ -11,9 +11,11 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+# Every vetted function (d4h.analytics.registry maps each to its holder step and coordinator plan).
 FunctionName = Literal[
-    "feasibility", "table1", "histogram", "incidence", "kaplan_meier", "cox", "glm", "kmeans", "pathways"
-]
+    "feasibility", "table1", "histogram", "incidence", "kaplan_meier", "cox", "glm", "kmeans", "pathways",
+    "fedavg", "similar_patients", "toxicity_incidence", "toxicity_model", "twin_t2d", "twin_t1d",
+]  # fmt: skip
 RunState = Literal["PENDING", "RUNNING", "COMPLETED", "FAILED"]
 HolderState = Literal["PENDING", "RUNNING", "DONE", "FAILED"]
 FilterOp = Literal["==", "!=", "<", "<=", ">", ">=", "in", "not in", "is null", "not null"]

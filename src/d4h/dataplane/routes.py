@@ -45,6 +45,6 @@ def analysis_channel(node: NodeDep, request: Request, transfer_id: str) -> dict[
     """The Analysis-PULL channel: a valid token shows which vetted analysis functions may be submitted."""
     grant = node.dataplane.check(data_token(request), transfer_id)
     node.audit.append(actor=grant.consumer, action="analysis.channel", obj=grant.dataset_id)
-    from d4h.analytics.functions import VERSIONS
+    from d4h.analytics.registry import versions
 
-    return {"dataset": grant.dataset_id, "functions": dict(VERSIONS)}
+    return {"dataset": grant.dataset_id, "functions": versions()}

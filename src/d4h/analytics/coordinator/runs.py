@@ -18,10 +18,9 @@ from typing import Any
 from sqlalchemy import insert, select, update
 
 from d4h.analytics.coordinator.holders import Channel, HolderSet, channels_for
-from d4h.analytics.coordinator.plans import PLANS
-from d4h.analytics.functions import VERSIONS
+from d4h.analytics.registry import functions, versions
 from d4h.analytics.wire import AnalysisRequest, AnalysisRun, Provenance, RunState
-from d4h.errors import Conflict, D4HError, NotFound
+from d4h.errors import Conflict, D4HError, NotFound, UserError
 from d4h.node.context import NodeContext
 from d4h.store import leases
 from d4h.store.db import reading, transaction
@@ -114,6 +113,8 @@ class Coordinator:
 
     def submit(self, request: AnalysisRequest, actor: str) -> AnalysisRun:
         node = self._node
+        if request.function not in functions():
+            raise UserError(f"analysis function {request.function!r} is not available on this node")
         channels = channels_for(node, request.transfers)  # refuse unusable transfers now, not in the worker
         if request.secure and len(channels) < 3:
             raise Conflict("secure aggregation needs at least 3 holders")
@@ -121,7 +122,7 @@ class Coordinator:
         run = AnalysisRun(
             id=f"run-{uuid.uuid4().hex[:20]}",
             function=request.function,
-            version=VERSIONS[request.function],
+            version=versions()[request.function],
             created_at=now,
             request=request,
             holders=[ch.status() for ch in channels],
@@ -180,7 +181,7 @@ class Coordinator:
                 run, channels, progress=lambda r: self.store.save(r, node.clock.now().isoformat())
             )
             try:
-                result = PLANS[run.function](run.request, holders)
+                result = functions()[run.function].plan(run.request, holders)
                 run = move(
                     holders.run,
                     "COMPLETED",

@@ -42,10 +42,34 @@ class DataSource:
     def of(cls, metadata: Mapping[str, Any]) -> DataSource:
         raw = metadata.get("source") or {}
         if not isinstance(raw, Mapping):
-            raise UserError("dataset source must be an object like {'table': 'gbsg2'} or {'omop': 'cdm'}")
+            raise UserError(
+                "dataset source must be an object like {'table': 'gbsg2'}, {'extract': NAME} or {'omop': 'cdm'}"
+            )
         if "table" in raw:
             return cls("table", _ident(str(raw["table"])))
+        if "extract" in raw:
+            return cls("extract", _ident(str(raw["extract"])))
         return cls("omop", _ident(str(raw.get("omop", "cdm"))))
+
+
+# Named extracts: OMOP -> one analysis frame (with a person_id column), built by a capability's own code
+# (e.g. the oncology lines-of-therapy extract). Modules listed here expose ``EXTRACTS: dict[name, fn]``.
+EXTRACT_MODULES = ("d4h.oncology.extract", "d4h.twin.extract")
+
+
+def extracts() -> dict[str, Any]:
+    import importlib
+
+    out: dict[str, Any] = {}
+    for name in EXTRACT_MODULES:
+        try:
+            module = importlib.import_module(name)
+        except ModuleNotFoundError as exc:
+            if exc.name != name:
+                raise
+            continue
+        out.update(module.EXTRACTS)
+    return out
 
 
 def _ident(name: str) -> str:
@@ -152,6 +176,44 @@ def load_omop(db: AnalyticsDB, selection: Selection, excluded: frozenset[int]) -
     return LoadedFrame(frame, np.asarray(cohort.person_ids), attrition)
 
 
+def load_extract(db: AnalyticsDB, name: str, selection: Selection, excluded: frozenset[int]) -> LoadedFrame:
+    """A named extract of the OMOP store; filters apply to its columns, opt-outs to its persons."""
+    build = extracts().get(name)
+    if build is None:
+        raise NotFound(f"this holder has no extract {name!r}")
+    frame: pd.DataFrame = build(db)
+    if "person_id" not in frame.columns:
+        raise UserError(f"extract {name!r} has no person_id column")
+    if excluded:
+        frame = frame[~frame["person_id"].isin(list(excluded))]
+    frame = apply_filters(frame, selection.filters)
+    return LoadedFrame(frame.reset_index(drop=True), frame["person_id"].to_numpy())
+
+
+def apply_filters(frame: pd.DataFrame, filters: Sequence[Filter]) -> pd.DataFrame:
+    """The same filters as on flat tables, evaluated on a DataFrame."""
+    for f in filters:
+        if f.column not in frame.columns:
+            raise UserError(f"unknown column {f.column!r} in filter")
+        col = frame[f.column]
+        if f.op == "is null":
+            mask = col.isna()
+        elif f.op == "not null":
+            mask = col.notna()
+        elif f.op in ("in", "not in"):
+            if not isinstance(f.value, list) or not f.value:
+                raise UserError(f"filter on {f.column}: 'in' needs a non-empty list")
+            mask = col.isin(f.value) if f.op == "in" else ~col.isin(f.value)
+        else:
+            import operator
+
+            compare = {"==": operator.eq, "!=": operator.ne, "<": operator.lt, "<=": operator.le,
+                       ">": operator.gt, ">=": operator.ge}[f.op]  # fmt: skip
+            mask = compare(col, f.value)
+        frame = frame[mask.fillna(False).astype(bool)]
+    return frame
+
+
 class FrameCache:
     """A small LRU of loaded frames keyed by (run, dataset source, selection, opt-out version)."""
 
@@ -193,6 +255,8 @@ def load_frame(
             if selection.cohort is not None:
                 raise UserError("this dataset is a flat table: select rows with filters, not a cohort")
             return load_table(db, source.name, selection.filters, excluded)
+        if source.kind == "extract":
+            return load_extract(db, source.name, selection, excluded)
         if selection.filters:
             raise UserError("this dataset is an OMOP store: select rows with a cohort definition")
         return load_omop(db, selection, excluded)

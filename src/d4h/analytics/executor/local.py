@@ -492,9 +492,12 @@ STEPS: dict[str, Step] = {
 
 def run_local(function: str, inp: StepInput) -> LocalOutput:
     """The holder step of ``function``; refusals raise ``DisclosureRefused`` naming the rule."""
-    step = STEPS.get(function)
-    if step is None:
+    from d4h.analytics.registry import functions
+
+    vetted = functions().get(function)
+    if vetted is None:
         raise UserError(f"unknown analysis function {function!r}")
+    step = vetted.step
     try:
         return step(inp)
     except (KeyError, ValueError, TypeError) as exc:

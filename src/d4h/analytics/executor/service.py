@@ -39,7 +39,7 @@ from d4h.analytics.disclosure import (
 from d4h.analytics.executor.frames import DataSource, FrameCache, LoadedFrame, load_frame
 from d4h.analytics.executor.ledger import Ledger
 from d4h.analytics.executor.local import LocalOutput, StepInput, run_local
-from d4h.analytics.functions import VERSIONS
+from d4h.analytics.registry import versions
 from d4h.analytics.wire import TaskReply, TaskRequest
 from d4h.contracts.enforcement import Counterparty, decide
 from d4h.errors import Conflict, D4HError, NotFound, PolicyDenied, UserError
@@ -241,7 +241,7 @@ class Executor:
             "task": req.task_id,
             "run": req.run_id,
             "function": req.function,
-            "version": VERSIONS.get(req.function, ""),
+            "version": versions().get(req.function, ""),
             "code_version": d4h.__version__,
             "phase": req.phase,
             "params": req.params,
@@ -342,7 +342,7 @@ class Executor:
         return TaskReply(
             task_id=req.task_id,
             function=req.function,
-            version=VERSIONS.get(req.function, ""),
+            version=versions().get(req.function, ""),
             code_version=d4h.__version__,
             phase=req.phase,
             dataset=dataset_id,
