@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import html
 import json
 import signal
 import subprocess
@@ -43,6 +44,10 @@ def test_demo_runs_every_step_and_leaves_no_process(tmp_path: Path) -> None:
     assert figures["feasibility: type 2 diabetes cohort at both hospitals"]["t2d_cohort"] > 0
     km = figures["breast cancer: Kaplan-Meier and Cox of overall survival by first line"]
     assert km["km_groups"] >= 1 and Path(km["km_plot"]).stat().st_size > 1000
+    page = (tmp_path / "report" / "index.html").read_text(encoding="utf-8")
+    assert "data:image/png;base64," in page  # plots embedded: the report opens offline
+    assert 'src="http' not in page and "<script" not in page
+    assert all(s["name"] in html.unescape(page) for s in summary["steps"])
     assert all(s["seconds"] >= 0 for s in summary["steps"])
     assert d4h_processes(tmp_path) - before == set()
 

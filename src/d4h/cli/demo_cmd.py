@@ -12,6 +12,7 @@ import httpx
 import typer
 from rich.console import Console
 
+from d4h.demo.report import write_report
 from d4h.demo.runner import StepResult, run_scenario
 from d4h.demo.scenario import SCENARIO, DemoContext, StepFailed
 from d4h.node.supervisor import Supervisor
@@ -51,15 +52,12 @@ def demo(
         if not as_json:
             _out.print(f"[bold]d4h demo[/] — node directories in {base}")
         summary = run_scenario(ctx, SCENARIO, on_step=show)
-        report = base / "report"
-        report.mkdir(exist_ok=True)
-        (report / "summary.json").write_text(json.dumps(summary.as_dict(), indent=2), encoding="utf-8")
+        report = write_report(summary, base / "report")
         if as_json:
             typer.echo(json.dumps(summary.as_dict(), indent=2))
         else:
             _out.print(f"[bold]{summary.status.upper()}[/] in {summary.seconds:.1f}s")
-            plots = sorted(p.name for p in report.glob("*.png"))
-            _out.print(f"results and plots in {report}: summary.json" + "".join(f", {p}" for p in plots))
+            _out.print(f"report (self-contained HTML, plots embedded): {report}")
         if keep_running and summary.status == "ok":
             for key, url in summary.urls.items():
                 _out.print(f"  {key:<16} {url}")

@@ -253,3 +253,46 @@ def test_kmeans_plan_converges_to_pooled_lloyd(diabetes: pd.DataFrame) -> None:
     )
     assert len(result["centers"]) == 2
     assert result["converged"]
+
+
+def test_histogram_plan_sums_holder_counts_and_merges_small_bins(gbsg2: pd.DataFrame) -> None:
+    edges = [20, 30, 40, 50, 60, 70, 80]
+    result, _ = _run(_split(gbsg2), function="histogram", params={"variable": "age", "edges": edges})
+    assert sum(result["counts"]) == pytest.approx(len(gbsg2), abs=3 * 5)  # holders round to 5
+    assert all(c is None or c >= 10 for c in result["counts"])
+    secure, _ = _run(
+        _split(gbsg2), function="histogram", secure=True, params={"variable": "age", "edges": edges}
+    )
+    expected, _ = np.histogram(gbsg2.age, bins=edges)
+    merged_edges = secure["edges"]
+    assert merged_edges[0] == 20 and merged_edges[-1] == 80
+    assert sum(secure["counts"]) == pytest.approx(expected.sum(), abs=5 * len(secure["counts"]))
+
+
+def test_incidence_plan_pools_events_and_person_time(gbsg2: pd.DataFrame) -> None:
+    result, _ = _run(
+        _split(gbsg2), function="incidence", params={"event": "cens", "time": "time", "group": "horTh"}
+    )
+    for level in ("no", "yes"):
+        part = gbsg2[gbsg2.horTh == level]
+        years = part.time.sum() / 365.25
+        assert result["groups"][level]["rate_per_1000"] == pytest.approx(
+            1000 * part.cens.sum() / years, rel=1e-9
+        )
+
+
+def test_pathways_plan_suppresses_rare_sequences() -> None:
+    rows = ["A>B"] * 40 + ["A"] * 30 + ["B>C>D"] * 3
+    frame = pd.DataFrame({"person_id": range(len(rows)), "seq": rows})
+    frames = {"h0": frame, "h1": frame.assign(person_id=frame.person_id + 1000)}
+    result, _ = _run(frames, function="pathways", params={"variable": "seq"})
+    assert result["pathways"]["A > B"] == 80
+    assert result["pathways"]["B > C > D"] is None  # 3 per holder: suppressed where it was held
+
+
+def test_table1_by_holder_keeps_one_column_per_holder(gbsg2: pd.DataFrame) -> None:
+    result, _ = _run(_split(gbsg2), function="table1", params={"continuous": {"age": list(range(20, 90, 5))},
+                                                               "by_holder": True})  # fmt: skip
+    assert result["groups"] == ["h0", "h1", "h2"]
+    age = result["rows"][0]["stats"]
+    assert age["h1"]["mean"] == pytest.approx(_split(gbsg2)["h1"].age.mean(), abs=1e-9)
