@@ -404,7 +404,7 @@ def glm_step(inp: StepInput) -> LocalOutput:
             return LocalOutput({}, vector=vector)
         return LocalOutput({"names": names, "n": m.n, "sums": m.sums.tolist(), "sums_sq": m.sums_sq.tolist()})
     x, y, names = glm_data(inp)
-    if family == "binomial" and not set(np.unique(y)) <= {0.0, 1.0}:
+    if family == "binomial" and not bool(np.isin(y, (0.0, 1.0)).all()):
         raise UserError("a binomial outcome must be 0/1")
     beta = np.asarray(inp.state.get("beta", np.zeros(x.shape[1])), dtype=float)
     if len(beta) != x.shape[1]:

@@ -30,6 +30,7 @@ from d4h.analytics.disclosure import (
     check_holders,
     check_time_binning,
     refuse,
+    two_levels,
 )
 from d4h.errors import UserError
 
@@ -212,7 +213,7 @@ def check_local(X: npt.ArrayLike, event: npt.ArrayLike, policy: DisclosurePolicy
     check_glm(len(x), x.shape[1], policy)
     if n_events < policy.min_cell_count:
         raise refuse(Rule.MIN_CELL, "events", f"{n_events} local events < {policy.min_cell_count}")
-    binaries = {f"column {j}": x[:, j] for j in range(x.shape[1]) if len(np.unique(x[:, j])) == 2}
+    binaries = {f"column {j}": x[:, j] for j in range(x.shape[1]) if len(two_levels(x[:, j]) or ()) == 2}
     check_binary_levels(binaries, policy)
 
 

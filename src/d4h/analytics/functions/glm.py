@@ -16,7 +16,13 @@ import numpy as np
 import numpy.typing as npt
 from scipy import stats
 
-from d4h.analytics.disclosure import DEFAULT_POLICY, DisclosurePolicy, check_binary_levels, check_glm
+from d4h.analytics.disclosure import (
+    DEFAULT_POLICY,
+    DisclosurePolicy,
+    check_binary_levels,
+    check_glm,
+    two_levels,
+)
 from d4h.errors import UserError
 
 VERSION = "glm/1"
@@ -52,8 +58,8 @@ class GlmStats:
 def _binary_columns(X: Array) -> dict[str, Array]:
     cols = {}
     for j in range(X.shape[1]):
-        levels = np.unique(X[:, j])
-        if len(levels) == 2:
+        levels = two_levels(X[:, j])
+        if levels is not None and len(levels) == 2:
             cols[f"column {j}"] = X[:, j]
     return cols
 
