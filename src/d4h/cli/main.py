@@ -18,6 +18,7 @@ from d4h.cli import (
     node_cmd,
     transfer_cmd,
     trust_cmd,
+    user_cmd,
 )
 from d4h.errors import D4HError
 
@@ -36,6 +37,7 @@ app.add_typer(dataset_cmd.app, name="dataset")
 app.add_typer(negotiate_cmd.app, name="negotiate")
 app.add_typer(transfer_cmd.app, name="transfer")
 app.add_typer(analyze_cmd.app, name="analyze")
+app.add_typer(user_cmd.app, name="user")
 app.command("demo")(demo_cmd.demo)
 
 
@@ -52,7 +54,7 @@ def _register_optional() -> None:
 
 # Commands that never need the optional capabilities: skipping their imports keeps node
 # start-up fast (the supervisor starts every node through `d4h node serve`).
-_CORE_ONLY = {"node", "audit"}
+_CORE_ONLY = {"node", "audit", "user"}
 
 
 def run(argv: list[str] | None = None) -> None:

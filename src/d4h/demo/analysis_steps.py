@@ -75,7 +75,12 @@ def open_analysis_channels(ctx: DemoContext) -> dict[str, Any]:
         for node in _hospitals(ctx):
             key = node.participant.key
             oncology = session.negotiate(node.url, f"{key}-oncology")
-            for ds, agreement in (("t2d", ctx.agreements[key]), ("oncology", oncology)):
+            lines = session.negotiate(node.url, f"{key}-oncology-lines")
+            for ds, agreement in (
+                ("t2d", ctx.agreements[key]),
+                ("oncology", oncology),
+                ("oncology_lines", lines),
+            ):
                 t = session.call(
                     "POST", "/api/v1/transfers", {"agreement_id": agreement, "format": "Analysis-PULL"}
                 )

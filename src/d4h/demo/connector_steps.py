@@ -76,9 +76,11 @@ def publish_datasets(ctx: DemoContext) -> dict[str, Any]:
     published = 0
     for node in _hospitals(ctx):
         key = node.participant.key
-        for ds, title in (
-            (f"{key}-t2d", "Type 2 diabetes cohort"),
-            (f"{key}-oncology", "Breast cancer cohort"),
+        for ds, title, source in (
+            (f"{key}-t2d", "Type 2 diabetes cohort", {"omop": "cdm"}),
+            (f"{key}-oncology", "Breast cancer cohort", {"omop": "cdm"}),
+            # One row per person and line of therapy, built from the OMOP store (tumour boards).
+            (f"{key}-oncology-lines", "Oncology lines of therapy", {"extract": "oncology_lines"}),
         ):
             _call(
                 ctx,
@@ -89,7 +91,10 @@ def publish_datasets(ctx: DemoContext) -> dict[str, Any]:
                     "id": ds,
                     "title": f"{title} ({node.participant.name})",
                     "description": f"Pseudonymised OMOP CDM 5.4 extract of the {title.lower()}",
-                    "metadata": {"export": {"note": "aggregate export released after disclosure review"}},
+                    "metadata": {
+                        "export": {"note": "aggregate export released after disclosure review"},
+                        "source": source,
+                    },
                 },
             )
             published += 1
@@ -104,7 +109,7 @@ def publish_datasets(ctx: DemoContext) -> dict[str, Any]:
                 "id": "research",
                 "access_policy_id": "members",
                 "contract_policy_id": "research-eea",
-                "dataset_ids": [f"{key}-t2d", f"{key}-oncology"],
+                "dataset_ids": [f"{key}-t2d", f"{key}-oncology", f"{key}-oncology-lines"],
             },
         )
     ctx.say(f"{published} datasets published with EHDS research offers (members only; data users in the EEA)")
@@ -129,7 +134,8 @@ def negotiate_contracts(ctx: DemoContext) -> dict[str, Any]:
     institute = _institute(ctx)
     started = []
     for node in _hospitals(ctx):
-        ds = ctx.catalogs[node.participant.key][0]
+        key = node.participant.key
+        ds = next(d for d in ctx.catalogs[key] if d["@id"] == f"{key}-t2d")
         n = _call(
             ctx,
             institute,

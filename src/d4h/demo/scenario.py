@@ -181,6 +181,7 @@ def _connector_steps() -> list[Step]:
     from d4h.demo import connector_steps as cs
     from d4h.demo import hdab_steps as hd
     from d4h.demo import holder_steps as hs
+    from d4h.demo import oncology_steps as onc
 
     return [
         Step(
@@ -207,6 +208,7 @@ def _connector_steps() -> list[Step]:
             "breast cancer: Kaplan-Meier and Cox of overall survival by first line", an.breast_cancer_survival
         ),
         Step("federated logistic model of diabetic retinopathy risk", an.retinopathy_model),
+        Step("tumour board: patients like this (breast II-III, HER2+, HR+)", onc.tumour_board),
         Step("citizens opt out (EHDS Art. 71): the hospital's count excludes them", hs.optout_changes_count),
     ]
 

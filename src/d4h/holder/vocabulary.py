@@ -34,6 +34,7 @@ SYSTEM_TO_VOCABULARY: dict[str, str] = {
     "http://www.whocc.no/atc": "ATC",
     "http://hl7.org/fhir/sid/cvx": "CVX",
     "http://unitsofmeasure.org": "UCUM",
+    "http://terminology.hl7.org/CodeSystem/mdr": "MedDRA",
 }
 
 

@@ -50,6 +50,7 @@ from d4h.trust import routes as trust_routes
 from d4h.trust.issuer import Issuer
 from d4h.trust.repository import ApplicationStore, StatusListStore
 from d4h.trust.service import NodeTrust
+from d4h.web import web_router
 
 _log = logging.getLogger("d4h.node")
 
@@ -277,4 +278,5 @@ def create_app(ctx: NodeContext) -> FastAPI:
     for module in modules_for(ctx.settings.roles):
         for factory in module.routers:
             app.include_router(factory(ctx))
+    app.include_router(web_router(ctx))
     return app

@@ -8,6 +8,7 @@ with connect(node_dir=Path("nodes/institute")) as s:
     km.to_pandas(); km.save("km.png"); km.provenance; km.suppressed
 """
 
+from d4h.sdk import results as _results
 from d4h.sdk.results import (
     CoxResult,
     FeasibilityResult,
@@ -55,3 +56,20 @@ __all__ = [
     "parse_param",
     "result_from_run",
 ]
+
+
+def _register_capability_results() -> None:
+    """Result classes of the use-case functions (oncology, learning, twins) live beside their capability."""
+    import importlib
+
+    for name in ("d4h.sdk.oncology_results", "d4h.sdk.learning_results", "d4h.sdk.twin_results"):
+        try:
+            module = importlib.import_module(name)
+        except ModuleNotFoundError as exc:
+            if exc.name != name:
+                raise
+            continue
+        _results.RESULT_TYPES.update(getattr(module, "RESULT_TYPES", {}))
+
+
+_register_capability_results()

@@ -130,7 +130,7 @@ def _risk_table(
         for t in ticks:
             n = at_risk_at(times, at_risk, t) if len(times) else math.nan
             ax.text(t, row, "-" if math.isnan(n) else f"{n:.0f}", ha="center", va="center", fontsize=8)
-    ax.set_ylim(len(names) - 0.5, -0.5)
+    ax.set_ylim(max(len(names), 1) - 0.5, -0.5)  # an empty table (all curves withheld) keeps one row
     ax.set_yticks(range(len(names)), names, fontsize=8)
     ax.set_title("number at risk", fontsize=9, loc="left")
     for side in ("top", "right", "left"):

@@ -12,11 +12,12 @@ import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from types import TracebackType
-from typing import Any
+from typing import Any, get_args
 from urllib.parse import parse_qs, urlencode, urlsplit
 
 import httpx
 
+from d4h.analytics.wire import FunctionName
 from d4h.errors import (
     Conflict,
     D4HError,
@@ -29,17 +30,7 @@ from d4h.errors import (
 )
 from d4h.sdk.results import Result, result_from_run
 
-FUNCTIONS = (
-    "feasibility",
-    "table1",
-    "histogram",
-    "incidence",
-    "kaplan_meier",
-    "cox",
-    "glm",
-    "kmeans",
-    "pathways",
-)
+FUNCTIONS: tuple[str, ...] = get_args(FunctionName)  # the wire schema's list of vetted functions
 ANALYSIS_FORMAT = "Analysis-PULL"
 _NEGOTIATION_DONE = frozenset({"FINALIZED", "TERMINATED"})
 _TRANSFER_SETTLED = frozenset({"STARTED", "SUSPENDED", "COMPLETED", "TERMINATED"})
