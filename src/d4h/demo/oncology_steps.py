@@ -11,7 +11,7 @@ from typing import Any
 
 import pandas as pd
 
-from d4h.demo.analysis_steps import _refusal, _report_dir, _session
+from d4h.demo.analysis_steps import _names, _refusal, _report_dir, _session
 from d4h.demo.scenario import DemoContext
 from d4h.sdk.oncology_results import SimilarPatientsResult
 from d4h.sdk.session import AnalysisFailed
@@ -39,6 +39,8 @@ def tumour_board(ctx: DemoContext) -> dict[str, Any]:
     total = data.get("n_patients")
     ctx.say(f"patients like this (breast II-III, HER2+, HR+): {'suppressed' if total is None else total}")
     frame = result.to_pandas()
+    names = _names(ctx)
+    frame["source"] = frame["source"].map(lambda s: names.get(s, s))
     for source, regimen, n, median in frame[["source", "regimen", "n", "median_days"]].itertuples(
         index=False
     ):

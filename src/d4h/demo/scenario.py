@@ -181,7 +181,9 @@ def _connector_steps() -> list[Step]:
     from d4h.demo import connector_steps as cs
     from d4h.demo import hdab_steps as hd
     from d4h.demo import holder_steps as hs
+    from d4h.demo import learning_steps as fl
     from d4h.demo import oncology_steps as onc
+    from d4h.demo import twin_steps as tw
 
     return [
         Step(
@@ -208,7 +210,10 @@ def _connector_steps() -> list[Step]:
             "breast cancer: Kaplan-Meier and Cox of overall survival by first line", an.breast_cancer_survival
         ),
         Step("federated logistic model of diabetic retinopathy risk", an.retinopathy_model),
+        Step(fl.STEP_NAME, fl.complication_risk_model),
         Step("tumour board: patients like this (breast II-III, HER2+, HR+)", onc.tumour_board),
+        Step("T2D twin: HbA1c 8.5 -> 7.0 % with SGLT2i vs status quo", tw.twin_t2d_trial),
+        Step("T1D twin what-if", tw.twin_t1d_what_if),
         Step("citizens opt out (EHDS Art. 71): the hospital's count excludes them", hs.optout_changes_count),
     ]
 

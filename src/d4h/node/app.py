@@ -234,6 +234,7 @@ def create_app(ctx: NodeContext) -> FastAPI:
     )
     app.state.node = ctx
     app.state.worker = worker
+    app.state.coordinator = coordinator  # the web UI's researcher screens submit runs through it
     error_table.install(app)
 
     @app.middleware("http")

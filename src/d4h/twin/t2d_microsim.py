@@ -305,3 +305,23 @@ def compare_scenarios(
         incidence_difference=diff,
         life_years_difference=_summary(runs_b.life_years - runs_a.life_years),
     )
+
+
+@dataclass(frozen=True)
+class Replicates:
+    """Raw replicates of one scenario, each simulating every profile exactly once (not yet summarised)."""
+
+    cumulative: Mapping[str, FloatArray]  # outcome -> (n_runs, years + 1) proportions of the profiles
+    life_years: FloatArray  # (n_runs,) mean life-years per person over the horizon
+
+
+def simulate_replicates(
+    profiles: Sequence[T2DProfile], scenario: Scenario, *, years: int = 10, n_runs: int = 100, seed: int = 0
+) -> Replicates:
+    """Replicates before summarising: what a site contributes when cohorts at several sites are pooled
+    (percentile intervals cannot be combined, per-replicate counts can). The same seed gives common random
+    numbers across scenarios, as in :func:`compare_scenarios`."""
+    group = list(profiles)
+    _check(years, n_runs, len(group), group)
+    runs = _run(group, scenario, years, n_runs, len(group), seed)
+    return Replicates(runs.cumulative, runs.life_years)

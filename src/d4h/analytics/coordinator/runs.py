@@ -222,8 +222,9 @@ class Coordinator:
                 leases.release(conn, LEASE_KIND, run_id, self.owner)
             with self._lock:
                 self._running.discard(run_id)
-                event = self._done.setdefault(run_id, threading.Event())
-            event.set()
+                event = self._done.pop(run_id, None)  # waiters hold their own reference; no leak
+            if event is not None:
+                event.set()
 
     def _provenance(self, holders: HolderSet) -> Provenance:
         run = holders.run
