@@ -10,6 +10,8 @@ import sys
 import time
 from pathlib import Path
 
+import httpx
+
 from tests.e2e.conftest import d4h_processes, run_cli
 
 
@@ -82,6 +84,15 @@ def test_demo_keep_running_prints_urls_and_stops_on_ctrl_c(tmp_path: Path) -> No
             break
     text = "".join(lines)
     assert "http://127.0.0.1:" in text and "hospital-north" in text, text
+    # The UI URLs and the demo accounts are printed, and an account really logs in.
+    login = next(line.split() for line in lines if "steward-hospital-north" in line)
+    url, user, password = login[1], login[2], login[4]
+    with httpx.Client(base_url=url.removesuffix("/ui/login")) as ui:
+        form = ui.get("/ui/login")
+        csrf = form.text.split('name="csrf_token" value="', 1)[1].split('"', 1)[0]
+        ok = ui.post("/ui/login", data={"username": user, "password": password, "csrf_token": csrf})
+        assert ok.status_code in (200, 303), ok.text[:300]
+        assert ui.get("/ui/steward/audit").status_code == 200
     assert len(d4h_processes(tmp_path) - before) == 4
     proc.send_signal(signal.SIGINT)
     proc.wait(60)

@@ -59,8 +59,14 @@ def demo(
             _out.print(f"[bold]{summary.status.upper()}[/] in {summary.seconds:.1f}s")
             _out.print(f"report (self-contained HTML, plots embedded): {report}")
         if keep_running and summary.status == "ok":
+            from d4h.demo.accounts import create_demo_accounts
+
+            accounts = create_demo_accounts(ctx)
+            _out.print("web UI (log in with the demo accounts):")
             for key, url in summary.urls.items():
-                _out.print(f"  {key:<16} {url}")
+                user, password = accounts.get(key, ("", ""))
+                login = f"{user} / {password}" if user else ""
+                _out.print(f"  {key:<16} {url}/ui/login  {login}", highlight=False)
             _out.print("nodes keep running; press Ctrl-C to stop them")
             while True:
                 time.sleep(1)

@@ -109,6 +109,14 @@ def nav_for(role: WebRole | None, node_roles: Sequence[Role]) -> list[NavItem]:
             NavItem("/ui/steward/tasks", "Analysis tasks"),
             NavItem("/ui/steward/audit", "Audit log"),
         ]
+    if role is WebRole.RESEARCHER:
+        from d4h.web import researcher
+
+        items += list(researcher.NAV)
+    if role is WebRole.REVIEWER:
+        from d4h.web import reviewer
+
+        items += list(reviewer.NAV)
     if Role.AUTHORITY in node_roles:
         items += [NavItem("/ui/citizen", "Opt-out"), NavItem("/transparency", "Transparency register")]
     return items

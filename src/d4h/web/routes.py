@@ -13,7 +13,7 @@ from fastapi.responses import RedirectResponse
 
 from d4h.node.context import NodeContext
 from d4h.node.settings import Role
-from d4h.web import citizen, steward
+from d4h.web import citizen, researcher, reviewer, steward
 from d4h.web.pages import (
     Page,
     WebState,
@@ -96,8 +96,11 @@ def web_router(node: NodeContext) -> APIRouter:
 
     if node.settings.has(Role.HOLDER):
         steward.add_routes(private, web)
+    if node.settings.has(Role.USER):
+        researcher.add_routes(private, web)  # the coordinator comes from app.state
     if node.settings.has(Role.AUTHORITY):
         citizen.add_routes(public, web)
+        reviewer.add_routes(private, web)
     router.include_router(public)
     router.include_router(private)
     return router
