@@ -109,6 +109,9 @@ def nav_for(role: WebRole | None, node_roles: Sequence[Role]) -> list[NavItem]:
             NavItem("/ui/steward/tasks", "Analysis tasks"),
             NavItem("/ui/steward/audit", "Audit log"),
         ]
+        from d4h.web import steward_contracts
+
+        items[2:2] = list(steward_contracts.NAV)  # contract screens between datasets and tasks
     if role is WebRole.RESEARCHER:
         from d4h.web import researcher
 

@@ -1,4 +1,7 @@
-"""The hospital data steward's screens: datasets, analysis tasks executed here, the audit log."""
+"""The hospital data steward's screens: datasets, analysis tasks executed here, the audit log.
+
+The contract screens (policies and offers, negotiations, agreements, transfers) are in steward_contracts.
+"""
 
 from __future__ import annotations
 
@@ -6,6 +9,7 @@ from fastapi import APIRouter, Request, Response
 
 from d4h.analytics.executor.ledger import Ledger
 from d4h.audit.chain import AuditEntry
+from d4h.web import steward_contracts
 from d4h.web.accounts import WebRole
 from d4h.web.pages import WebState, page_for, render, viewer_of
 
@@ -21,6 +25,7 @@ def recent_entries(entries: list[AuditEntry]) -> list[AuditEntry]:
 def add_routes(router: APIRouter, web: WebState) -> None:
     node = web.node
     ledger = Ledger(node.engine)
+    steward_contracts.add_routes(router, web)
 
     def audit_page(request: Request, verification: dict[str, object] | None) -> Response:
         head = node.audit.head()[0]
