@@ -288,3 +288,52 @@ def test_holders_audit_each_task_with_function_version_and_row_set(env: dict[str
 @pytest.fixture(scope="module")
 def env(space: dict[str, Any]) -> dict[str, Any]:
     return space
+
+
+def test_holder_refuses_a_secure_round_padded_with_keys_the_coordinator_controls(env: dict[str, Any]) -> None:
+    """A coordinator that adds its own keys to a round could unmask one hospital's vector by subtraction;
+    each holder verifies every other key's DID attestation and data-holder membership first."""
+    from d4h.analytics import secagg
+    from d4h.analytics.executor.service import ATTESTATION_TYP, b64
+    from d4h.node.settings import load_settings
+    from d4h.trust.jose import sign
+    from d4h.trust.keys import load_keyring
+
+    space: Dataspace = env["space"]
+    institute = space["institute"]
+    channels = env["channels"]["gbsg2"]
+    ends = {}
+    for key in ("h0", "h1"):
+        t = _admin(institute, "GET", f"/api/v1/transfers/{channels[key]}")
+        ends[key] = (t["endpoint"], {"Authorization": f"Bearer {t['authorization']}"})
+    run = "run-evil-0001"
+    keys = {}
+    for n, key in enumerate(("h0", "h1")):
+        endpoint, auth = ends[key]
+        body = {"task_id": f"{run}.k{n}.aaaaaaaa", "run_id": run, "function": "feasibility", "phase": "keys"}
+        reply = httpx.post(endpoint + "/tasks", json=body, headers=auth, timeout=60).json()
+        keys[space[key].did] = reply["payload"]
+    # The third "holder" is the institute itself: a real member, with a real DID key — but not a data holder.
+    ring = load_keyring(load_settings(institute.node_dir).keys_dir)
+    _, fake_public = secagg.generate_keypair()
+    fake = {
+        "public_key": b64(fake_public),
+        "attestation": sign({"sub": institute.did, "run": run, "key": b64(fake_public), "iat": int(time.time())},
+                            ring.active, kid=f"{institute.did}#{ring.active.kid}", typ=ATTESTATION_TYP),
+        "membership": [],
+    }  # fmt: skip
+    members = {**keys, institute.did: fake}
+    spec = {
+        "round_id": f"{run}.r1",
+        "public_keys": {d: k["public_key"] for d, k in members.items()},
+        "length": 1,
+        "attestations": {d: k["attestation"] for d, k in members.items()},
+        "memberships": {d: k["membership"] for d, k in members.items()},
+    }
+    endpoint, auth = ends["h0"]
+    body = {"task_id": f"{run}.m0.aaaaaaaa", "run_id": run, "function": "feasibility", "phase": "local",
+            "state": {"key_ref": keys[space["h0"].did]["key_ref"]}, "secagg": spec}  # fmt: skip
+    refused = httpx.post(endpoint + "/tasks", json=body, headers=auth, timeout=60)
+    assert refused.status_code == 403, refused.text
+    assert "data-holder membership" in refused.json()["message"]
+    assert institute.did in refused.json()["message"]

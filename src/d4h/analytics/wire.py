@@ -53,6 +53,12 @@ class SecAggSpec(BaseModel):
     round_id: str
     public_keys: dict[str, str]
     length: int = Field(ge=1)
+    attestations: dict[str, str] = Field(
+        default_factory=dict, description="per holder: its node key's JWS over its round public key"
+    )
+    memberships: dict[str, list[str]] = Field(
+        default_factory=dict, description="per holder: its MembershipCredential VC-JWTs"
+    )
 
 
 class TaskRequest(BaseModel):

@@ -242,13 +242,15 @@ class HolderSet:
         keys = self.ask("keys", {})
         round_id = f"{self.run.id}.r{uuid.uuid4().hex[:8]}"
         spec = SecAggSpec(
-            round_id=round_id, public_keys={h: k["public_key"] for h, k in keys.items()}, length=length
+            round_id=round_id,
+            public_keys={h: k["public_key"] for h, k in keys.items()},
+            length=length,
+            attestations={h: k.get("attestation", "") for h, k in keys.items()},
+            memberships={h: list(k.get("membership", [])) for h, k in keys.items()},
         )
         try:
             shares = self.ask(
-                phase,
-                lambda holder: {**state, "key_ref": keys[holder]["key_ref"]},
-                secagg_spec=spec,
+                phase, lambda holder: {**state, "key_ref": keys[holder]["key_ref"]}, secagg_spec=spec
             )
         except HolderFailed as exc:
             raise secagg.SecAggDropout(round_id, [str(exc)]) from exc

@@ -36,6 +36,10 @@ from d4h.analytics.functions import cox, glm, histogram, incidence, kaplan_meier
 from d4h.errors import UserError
 
 Array = npt.NDArray[np.float64]
+# Bounds on what a (possibly hostile) coordinator can make a holder allocate.
+MAX_HISTOGRAM_EDGES = 1_001
+MAX_SCORE_EDGES = 400_001
+MAX_COX_GRID = 20_000
 
 
 @dataclass(frozen=True)
@@ -160,7 +164,10 @@ def feasibility(inp: StepInput) -> LocalOutput:
 
 
 def _edges(inp: StepInput) -> list[float]:
-    edges = [float(e) for e in _param(inp, "edges")]
+    raw = _param(inp, "edges")
+    if not isinstance(raw, list) or len(raw) > MAX_HISTOGRAM_EDGES:
+        raise UserError(f"histogram edges must be a list of at most {MAX_HISTOGRAM_EDGES} numbers")
+    edges = [float(e) for e in raw]
     if len(edges) < 2 or any(b <= a for a, b in itertools.pairwise(edges)):
         raise UserError("histogram edges must be at least two strictly increasing numbers")
     return edges
@@ -362,6 +369,8 @@ def cox_step(inp: StepInput) -> LocalOutput:
     if phase == "grid":
         # Binned event times only: which bins hold an event, not who.
         return LocalOutput({"names": names, "times": list(cox.event_times(t, e))})
+    if len(inp.state.get("grid", [])) > MAX_COX_GRID:
+        raise UserError(f"a risk-set grid has at most {MAX_COX_GRID} times")
     grid = tuple(float(v) for v in inp.state["grid"])
     beta = np.asarray(inp.state["beta"], dtype=float)
     sums = cox.risk_set_sums(x, t, e, beta, grid, policy=None)
@@ -410,6 +419,8 @@ def glm_step(inp: StepInput) -> LocalOutput:
     if len(beta) != x.shape[1]:
         raise UserError(f"beta has {len(beta)} values but the design has {x.shape[1]} columns")
     if phase == "auroc":
+        if len(inp.state.get("edges", [])) > MAX_SCORE_EDGES:
+            raise UserError(f"at most {MAX_SCORE_EDGES} score-histogram edges")
         edges = np.asarray(inp.state["edges"], dtype=float)
         pos, neg = glm.score_histogram(x, y, beta, edges)
         if inp.secure:
@@ -456,7 +467,10 @@ def kmeans_step(inp: StepInput) -> LocalOutput:
         return LocalOutput({"n": m.n, "sums": m.sums.tolist(), "sums_sq": m.sums_sq.tolist()})
     if "mean" in inp.state:
         x = (x - np.asarray(inp.state["mean"])) / np.asarray(inp.state["sd"])
-    sums = kmeans.kmeans_local(x, np.asarray(inp.state["centroids"], dtype=float), inp.policy)
+    centroids = np.asarray(inp.state["centroids"], dtype=float)
+    if centroids.ndim != 2 or len(centroids) > 50 or centroids.shape[1] != x.shape[1]:
+        raise UserError("centroids must be at most 50 rows with one value per variable")
+    sums = kmeans.kmeans_local(x, centroids, inp.policy)
     return LocalOutput({"sums": sums.sums.tolist(), "counts": sums.counts.tolist()})
 
 

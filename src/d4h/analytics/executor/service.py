@@ -22,6 +22,7 @@ from typing import Any
 
 import numpy as np
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
+from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
 import d4h
 from d4h.analytics import dp, secagg
@@ -42,14 +43,16 @@ from d4h.analytics.executor.local import LocalOutput, StepInput, run_local
 from d4h.analytics.registry import versions
 from d4h.analytics.wire import TaskReply, TaskRequest
 from d4h.contracts.enforcement import Counterparty, decide
-from d4h.errors import Conflict, D4HError, NotFound, PolicyDenied, UserError
+from d4h.errors import Conflict, D4HError, NotFound, PolicyDenied, Unauthenticated, UserError
 from d4h.node.context import NodeContext
 from d4h.policy import parse_policy
 from d4h.policy.model import Scope
 from d4h.store.db import transaction
-from d4h.trust.jose import peek
+from d4h.trust.credentials import verify_credential
+from d4h.trust.jose import peek, sign, verify_by_did
 
 DP_FUNCTIONS = {"feasibility", "histogram"}
+ATTESTATION_TYP = "d4h-secagg-key+jwt"
 KEY_TTL_S = 600.0
 
 
@@ -148,12 +151,78 @@ class Executor:
     # -- secure aggregation keys --------------------------------------------------------------------
 
     def _keys_reply(self, req: TaskRequest, dataset_id: str) -> TaskReply:
+        """A one-use round key attested by this node's DID key, with this node's membership credential:
+        each peer checks that every key of the round belongs to a verified data-holder member, so a
+        coordinator cannot fill a round with keys of its own and unmask one hospital's vector. (No
+        authentication tokens travel: the coordinator could replay those.)"""
+        node = self._node
         private, public = secagg.generate_keypair()
         now = time.monotonic()
         with self._lock:
             self._keys = {k: v for k, v in self._keys.items() if now - v[0] < KEY_TTL_S}
             self._keys[req.run_id + "/" + req.task_id] = (now, private)
-        return self._reply(req, dataset_id, "", {"public_key": b64(public), "key_ref": req.task_id}, ())
+        own = node.connector.own_did
+        key = node.trust.keyring.active
+        attestation = sign(
+            {"sub": own, "run": req.run_id, "key": b64(public), "iat": int(node.clock.now().timestamp())},
+            key,
+            kid=f"{own}#{key.kid}",
+            typ=ATTESTATION_TYP,
+        )
+        membership = [c.token for c in node.trust.credentials.all() if "MembershipCredential" in c.types]
+        payload = {
+            "public_key": b64(public),
+            "key_ref": req.task_id,
+            "attestation": attestation,
+            "membership": membership,
+        }
+        return self._reply(req, dataset_id, "", payload, ())
+
+    def _check_peers(self, req: TaskRequest, own_public: bytes) -> None:
+        """Every key of the round: ours unchanged, each peer's signed by its DID, and that DID holding a
+        valid (trusted issuer, unrevoked) membership credential with the dataHolder role."""
+        spec = req.secagg
+        assert spec is not None
+        node = self._node
+        own = node.connector.own_did
+        if spec.public_keys.get(own) != b64(own_public):
+            raise refuse(Rule.MIN_HOLDERS, "secure sum", "the round does not carry this holder's own key")
+        credentials = spec.memberships
+        for peer, public in spec.public_keys.items():
+            if peer == own:
+                continue
+            try:
+                verified = verify_by_did(
+                    peek(spec.attestations.get(peer, ""), what="round key attestation"),
+                    node.trust.resolver,
+                    relationship="assertionMethod",
+                    typ=ATTESTATION_TYP,
+                    what="round key attestation",
+                )
+                claims = verified.payload
+                if verified.signer != peer or claims.get("sub") != peer or claims.get("key") != public:
+                    raise Unauthenticated("the attestation does not bind this key to this holder")
+                if claims.get("run") != req.run_id:
+                    raise Unauthenticated("the attestation belongs to another run")
+                holder = False
+                for token in credentials.get(peer, [])[:4]:
+                    vc = verify_credential(
+                        token,
+                        resolver=node.trust.resolver,
+                        clock=node.clock,
+                        trusted_issuers=node.settings.effective_trusted_issuers,
+                        fetch_status_list=node.trust.fetch_status_list,
+                    )
+                    roles = vc.subject.get("roles") or []
+                    holder = holder or (
+                        "MembershipCredential" in vc.types and vc.subject_id == peer and "dataHolder" in roles
+                    )
+            except D4HError as exc:
+                raise refuse(
+                    Rule.MIN_HOLDERS, "secure sum", f"holder {peer} is not verified: {exc.message}"
+                ) from exc
+            if not holder:
+                raise refuse(Rule.MIN_HOLDERS, "secure sum", f"{peer} shows no data-holder membership")
 
     def _private_key(self, req: TaskRequest) -> X25519PrivateKey:
         ref = str(req.state.get("key_ref", ""))
@@ -286,7 +355,9 @@ class Executor:
         round_ = secagg.open_round(
             spec.round_id, {h: unb64(k) for h, k in spec.public_keys.items()}, spec.length
         )
-        share = secagg.mask(round_, own, self._private_key(req), vector)
+        private = self._private_key(req)
+        self._check_peers(req, private.public_key().public_bytes(Encoding.Raw, PublicFormat.Raw))
+        share = secagg.mask(round_, own, private, vector)
         return {"share": [str(v) for v in share.data]}
 
     def _dp_release(
