@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Body, Request, Response
+from fastapi import APIRouter, Body, Depends, Request, Response
 from pydantic import BaseModel, Field
 
 from d4h.errors import NotFound
@@ -13,6 +13,7 @@ from d4h.trust.credentials import verify_credential
 from d4h.trust.issuer import Issuer
 from d4h.trust.onboarding import onboard
 from d4h.trust.repository import Application
+from d4h.trust.tokens import IdToken
 
 public_router = APIRouter(tags=["trust"])
 admin_router = APIRouter(prefix="/api/v1/trust", tags=["trust"])
@@ -208,12 +209,18 @@ def _public(app: Application) -> ApplicationPublic:
     )
 
 
+def _did_control(node: NodeDep, request: Request) -> IdToken:
+    # A dependency, so the caller's proof of DID control is checked before the body is parsed.
+    return node.trust.authenticate_did_only(request.headers.get("authorization"))
+
+
 @authority_router.post(
     "/api/v1/authority/applications", status_code=201, operation_id="authority-apply", tags=["authority"]
 )
-def apply(node: NodeDep, request: Request, body: MembershipApplicationIn) -> ApplicationPublic:
+def apply(
+    node: NodeDep, token: Annotated[IdToken, Depends(_did_control)], body: MembershipApplicationIn
+) -> ApplicationPublic:
     """A participant applies for membership, proving control of its DID with a self-issued token."""
-    token = node.trust.authenticate_did_only(request.headers.get("authorization"))
     app = _issuer(node).apply(
         did=token.subject,
         legal_name=body.legal_name,
