@@ -68,7 +68,7 @@ def file_digest(path: Path) -> str:
 def _open(path: Path) -> IO[bytes]:
     if path.name.endswith(".gz"):
         return cast(IO[bytes], gzip.open(path, "rb"))
-    return path.open("rb")
+    return path.open("rb", buffering=1 << 20)  # one read system call per ~2,000 resources, not per ~15
 
 
 def _is_ndjson(path: Path) -> bool:
@@ -93,12 +93,12 @@ def _ndjson(path: Path) -> Iterator[Entry]:
     loads = orjson.loads
     with _open(path) as fh:
         for number, line in enumerate(fh, start=1):
-            if not line.strip():
-                continue
             try:
                 value = loads(line)
             except orjson.JSONDecodeError as exc:
-                yield Entry(number, None, f"malformed JSON: {exc}")
+                # Blank lines are skipped; testing for them only here spares copying every line.
+                if line.strip():
+                    yield Entry(number, None, f"malformed JSON: {exc}")
                 continue
             if isinstance(value, dict):
                 yield Entry(number, value)

@@ -10,6 +10,7 @@ resource id and reason.
 from __future__ import annotations
 
 import os
+from collections import defaultdict
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -19,6 +20,7 @@ import orjson
 
 from d4h.holder.engine import AnalyticsDB
 from d4h.holder.fhir_read import MAX_FILE_BYTES, Problem, fhir_files, file_digest, read_entries
+from d4h.holder.omop_frame import omop_frame
 from d4h.holder.omop_map import COLUMNS, Invalid, Mapper
 from d4h.holder.omop_tables import CLINICAL_TABLES
 
@@ -45,7 +47,7 @@ class IngestReport:
 
 @dataclass
 class _Batch:
-    rows: dict[str, list[tuple[Any, ...]]] = field(default_factory=dict)
+    rows: defaultdict[str, list[tuple[Any, ...]]] = field(default_factory=lambda: defaultdict(list))
     size: int = 0
     # Files whose every row is in this batch or already committed: marked done in the batch's transaction.
     files_done: list[tuple[str, int, int]] = field(default_factory=list)
@@ -56,7 +58,10 @@ def _flush(db: AnalyticsDB, batch: _Batch, totals: dict[str, int]) -> None:
     for table in sorted(batch.rows):
         rows = batch.rows[table]
         schema = db.token_schema if table == "person_token" else None
-        db.insert_rows(table, COLUMNS[table], rows, schema=schema)
+        if db.dialect == "duckdb":
+            db.insert_frame(table, omop_frame(table, COLUMNS[table], rows), schema=schema)
+        else:
+            db.insert_rows(table, COLUMNS[table], rows, schema=schema)
         totals[table] = totals.get(table, 0) + len(rows)
     db.insert_rows("d4h_ingested_file", ("file_sha256", "resources", "problems"), batch.files_done)
     batch.rows.clear()
@@ -131,11 +136,16 @@ def ingest(
     mapper: Mapper,
     *,
     quarantine: Path | None = None,
-    batch_size: int = 20_000,
+    batch_size: int = 50_000,
     max_file_bytes: int = MAX_FILE_BYTES,
     progress: ProgressFn | None = None,
 ) -> IngestReport:
-    """Ingest FHIR files (or directories of them) into ``db``; idempotent and resumable."""
+    """Ingest FHIR files (or directories of them) into ``db``; idempotent and resumable.
+
+    ``batch_size`` rows commit together: each commit costs DuckDB a WAL flush, so fewer, larger batches
+    are faster, while the rows held in memory grow with it (at 50,000 the 1M-resource benchmark grows its
+    peak RSS by about 240 MB).
+    """
     files = [f for p in inputs for f in fhir_files(p)]
     db.create_tables(list(CLINICAL_TABLES))
     done = {str(r[0]) for r in db.query(f"SELECT file_sha256 FROM {db.schema}.d4h_ingested_file")}  # noqa: S608 - identifiers are checked or constant
@@ -150,18 +160,17 @@ def ingest(
             skipped += 1
             continue
         file_resources = file_problems = 0
+        pending = batch.rows
         for entry in read_entries(path, max_bytes=max_file_bytes):
-            resources += 1
             file_resources += 1
             resource = entry.resource
-            rid = resource.get("id") if isinstance(resource, dict) else None
-            rid = rid if isinstance(rid, str) else None
             try:
                 if resource is None:
                     raise Invalid(entry.reason)
                 rows = mapper.map(resource)
             except Invalid as exc:
-                problem = Problem(path.name, entry.entry, rid, str(exc))
+                rid = resource.get("id") if isinstance(resource, dict) else None
+                problem = Problem(path.name, entry.entry, rid if isinstance(rid, str) else None, str(exc))
                 problems.append(problem)
                 file_problems += 1
                 _quarantine(quarantine, path, entry.entry, resource, problem)
@@ -172,16 +181,14 @@ def ingest(
                 continue
             mapped_count += 1
             for table, row in rows:
-                pending = batch.rows.get(table)
-                if pending is None:
-                    pending = batch.rows[table] = []
-                pending.append(row)
+                pending[table].append(row)
             batch.size += len(rows)
             if batch.size >= batch_size:
                 with db.transaction():
                     _flush(db, batch, totals)
                 if progress:
-                    progress(IngestProgress(index, len(files), resources))
+                    progress(IngestProgress(index, len(files), resources + file_resources))
+        resources += file_resources
         # Small files share a batch; the file counts as done only when its last rows commit.
         batch.files_done.append((digest, file_resources, file_problems))
         done.add(digest)

@@ -118,12 +118,14 @@ class Mapper:
     # Ids of patients and encounters recur on every resource that points at them; hash each once.
     _cache: dict[tuple[str, str], int] = field(default_factory=dict, compare=False, repr=False)
     _by_ref: dict[str, tuple[int, int]] = field(default_factory=dict, compare=False, repr=False)
+    # A visit stamps one instant on all its resources; parse each timestamp once.
+    _moments: dict[str, tuple[date, datetime]] = field(default_factory=dict, compare=False, repr=False)
 
     def _ref(self, kind: str, source: str) -> int:
         key = (kind, source)
         found = self._cache.get(key)
         if found is None:
-            if len(self._cache) >= 200_000:
+            if len(self._cache) >= 50_000:
                 self._cache.clear()
             found = self._cache[key] = self.secret.record_id(kind, source)
         return found
@@ -171,8 +173,19 @@ class Mapper:
             self._remember(value, found)
         return found[0]
 
+    def _when(self, value: Any, shift: int) -> tuple[date, datetime]:
+        """``_when`` of the module, cached for unshifted timestamps."""
+        if shift or type(value) is not str:
+            return _when(value, shift)
+        found = self._moments.get(value)
+        if found is None:
+            if len(self._moments) >= 10_000:  # timestamps repeat within a visit; keep the cache small
+                self._moments.clear()
+            found = self._moments[value] = _when(value, 0)
+        return found
+
     def _remember(self, reference: str, value: tuple[int, int]) -> None:
-        if len(self._by_ref) >= 200_000:
+        if len(self._by_ref) >= 50_000:
             self._by_ref.clear()
         self._by_ref[reference] = value
 
@@ -253,7 +266,7 @@ def _patient(m: Mapper, r: dict[str, Any], rid: str) -> list[Row]:
     shift = m.secret.date_shift(rid, m.settings.date_shift_max_days)
     if not r.get("birthDate"):
         raise Invalid("Patient without birthDate (OMOP requires year_of_birth)")
-    born, _ = _when(r["birthDate"], shift)
+    born, _ = m._when(r["birthDate"], shift)
     year, month, day = coarsen_birth(born, m.settings.birth_precision)
     gender = r.get("gender")
     rows: list[Row] = [
@@ -264,7 +277,7 @@ def _patient(m: Mapper, r: dict[str, Any], rid: str) -> list[Row]:
         )
     ]  # fmt: skip
     if r.get("deceasedDateTime"):
-        died, died_at = _when(r["deceasedDateTime"], shift)
+        died, died_at = m._when(r["deceasedDateTime"], shift)
         rows.append(("death", (pid, died, died_at, EHR)))
     token = None
     if m.token_key is not None:
@@ -283,9 +296,9 @@ def _encounter(m: Mapper, r: dict[str, Any], rid: str) -> list[Row]:
     start_raw = _start(r, "period")
     if start_raw is None:
         raise Invalid("Encounter without period.start")
-    start, start_at = _when(start_raw, shift)
+    start, start_at = m._when(start_raw, shift)
     end_raw = _end(r, "period")
-    end, end_at = _when(end_raw, shift) if end_raw else (start, None)
+    end, end_at = m._when(end_raw, shift) if end_raw else (start, None)
     cls = r.get("class")
     code = cls.get("code") if isinstance(cls, dict) else None
     vid = m.secret.record_id("Encounter", rid)
@@ -315,8 +328,8 @@ def _condition(m: Mapper, r: dict[str, Any], rid: str) -> list[Row]:
     start_raw = r.get("onsetDateTime") or _start(r, "onsetPeriod") or r.get("recordedDate")
     if start_raw is None:
         raise Invalid("Condition without onset or recordedDate")
-    start, start_at = _when(start_raw, shift)
-    end, end_at = _when(r["abatementDateTime"], shift) if r.get("abatementDateTime") else (None, None)
+    start, start_at = m._when(start_raw, shift)
+    end, end_at = m._when(r["abatementDateTime"], shift) if r.get("abatementDateTime") else (None, None)
     visit = m._visit(r)
     cid = m.secret.record_id("Condition", rid)
     if mapped.domain_id in ("Observation", "Measurement", "Procedure"):
@@ -413,19 +426,24 @@ def _method(r: dict[str, Any]) -> str | None:
 _MEASUREMENT_CATEGORIES = frozenset({"laboratory", "vital-signs"})
 
 
+def _is_measurement(categories: Any) -> bool:
+    """Whether an Observation's categories make it a laboratory or vital-signs measurement."""
+    for cat in categories or ():
+        codings = cat.get("coding") if isinstance(cat, dict) else None
+        for coding in codings or ():
+            if isinstance(coding, dict) and coding.get("code") in _MEASUREMENT_CATEGORIES:
+                return True
+    return False
+
+
 def _observation(m: Mapper, r: dict[str, Any], rid: str) -> list[Row]:
     pid, shift = m._person(r)
     when = r.get("effectiveDateTime") or _start(r, "effectivePeriod") or r.get("issued")
     if when is None:
         raise Invalid("Observation without effective time")
-    day, at = _when(when, shift)
+    day, at = m._when(when, shift)
     visit = m._visit(r)
-    default = "observation"
-    for cat in r.get("category") or ():
-        codings = cat.get("coding") if isinstance(cat, dict) else None
-        if codings and any(isinstance(c, dict) and c.get("code") in _MEASUREMENT_CATEGORIES for c in codings):
-            default = "measurement"
-            break
+    default = "measurement" if _is_measurement(r.get("category")) else "observation"
     qualifier = _method(r) if "method" in r else None
     parts = r.get("component") or [r]
     rows: list[Row] = []
@@ -483,9 +501,9 @@ def _drug(
         raise Invalid(f"{r['resourceType']} without {code_field}")
     if when is None:
         raise Invalid(f"{r['resourceType']} without a date")
-    start, start_at = _when(when, shift)
+    start, start_at = m._when(when, shift)
     end_raw = _end(r.get("dispenseRequest") or {}, "validityPeriod") or _end(r, "effectivePeriod")
-    end = _when(end_raw, shift)[0] if end_raw else start  # OMOP: end = start when unknown
+    end = m._when(end_raw, shift)[0] if end_raw else start  # OMOP: end = start when unknown
     did = m.secret.record_id(r["resourceType"], rid)
     rows: list[Row] = [
         ("drug_exposure", (did, pid, mapped.concept_id, start, start_at, max(end, start), EHR, m._visit(r), source,
@@ -517,9 +535,9 @@ def _procedure(m: Mapper, r: dict[str, Any], rid: str) -> list[Row]:
     when = r.get("performedDateTime") or _start(r, "performedPeriod")
     if when is None:
         raise Invalid("Procedure without performed time")
-    day, at = _when(when, shift)
+    day, at = m._when(when, shift)
     end_raw = _end(r, "performedPeriod")
-    end = _when(end_raw, shift)[0] if end_raw else None
+    end = m._when(end_raw, shift)[0] if end_raw else None
     prid = m.secret.record_id("Procedure", rid)
     rows: list[Row] = [
         ("procedure_occurrence", (prid, pid, mapped.concept_id, day, at, end, EHR, m._visit(r), source,
@@ -534,7 +552,7 @@ def _allergy(m: Mapper, r: dict[str, Any], rid: str) -> list[Row]:
     when = r.get("onsetDateTime") or r.get("recordedDate")
     if when is None:
         raise Invalid("AllergyIntolerance without onset or recordedDate")
-    day, at = _when(when, shift)
+    day, at = m._when(when, shift)
     oid = m.secret.record_id("AllergyIntolerance", rid)
     return [
         ("observation", (oid, pid, mapped.concept_id, day, at, EHR, None, 0, 0, m._visit(r), source,

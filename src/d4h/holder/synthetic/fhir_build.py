@@ -200,7 +200,7 @@ def _loinc(code: tuple[str, str]) -> dict[str, Any]:
 
 def ts(at: datetime) -> str:
     """FHIR dateTime with a fixed +01:00 offset."""
-    return f"{at.year:04d}-{at.month:02d}-{at.day:02d}T{at.hour:02d}:{at.minute:02d}:{at.second:02d}+01:00"
+    return at.isoformat(timespec="seconds") + "+01:00"
 
 
 def at_time(day: date, rng: random.Random) -> datetime:

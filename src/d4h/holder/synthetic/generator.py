@@ -82,6 +82,7 @@ def synthesize(
     paths: dict[str, Path] = {}
     suffix = ".ndjson.gz" if compress else ".ndjson"
     dumps = orjson.dumps
+    newline = orjson.OPT_APPEND_NEWLINE
     with ExitStack() as stack:
         handles: dict[str, IO[bytes]] = {}
 
@@ -90,15 +91,19 @@ def synthesize(
             if fh is None:
                 path = out_dir / f"{kind}{suffix}"
                 paths[kind] = path
-                # Closed by the ExitStack: one handle per resource type stays open while streaming.
-                raw = cast(IO[bytes], gzip.open(path, "wb", compresslevel=3) if compress else path.open("wb"))  # noqa: SIM115
+                # Closed by the ExitStack: one handle per resource type stays open while streaming. A 1 MiB
+                # buffer turns a write system call per ~15 resources into one per ~2,000.
+                if compress:
+                    raw = cast(IO[bytes], gzip.open(path, "wb", compresslevel=3))  # noqa: SIM115
+                else:
+                    raw = path.open("wb", buffering=1 << 20)
                 fh = handles[kind] = stack.enter_context(raw)
             return fh
 
         for index, resources in enumerate(iter_patients(seed, profile, patients, cohort), start=1):
             for resource in resources:
                 kind = resource["resourceType"]
-                handle(kind).write(dumps(resource) + b"\n")
+                (handles.get(kind) or handle(kind)).write(dumps(resource, option=newline))
                 counts[kind] = counts.get(kind, 0) + 1
             if progress is not None and (index % 500 == 0 or index == patients):
                 progress(index)
