@@ -21,6 +21,7 @@ from d4h.clock import Clock, utc_iso
 from d4h.contracts import negotiation as neg
 from d4h.contracts import transfer as tp
 from d4h.contracts.automation import Scripts
+from d4h.contracts.dispatch import Dispatcher
 from d4h.contracts.enforcement import Counterparty
 from d4h.contracts.negotiation import ContractNegotiation
 from d4h.contracts.repository import AgreementStore, negotiation_store, transfer_store
@@ -64,10 +65,17 @@ class Connector:
     scripts: Scripts | None = None
     permit_check: PermitCheck | None = None
     wake: Callable[[], None] = lambda: None
+    # Set by the worker steps: start the job of a process this node just changed at once (no worker round,
+    # no due query); False when they did not (the worker is woken instead).
+    act_on_negotiation: Callable[[ContractNegotiation], bool] = lambda n: False
+    act_on_transfer: Callable[[TransferProcess], bool] = lambda t: False
 
     def __post_init__(self) -> None:
-        # Outbound DSP messages are sent from a small pool: a node waits on peers far more than it computes.
-        self.sender_pool = ThreadPoolExecutor(max_workers=8, thread_name_prefix="d4h-send")
+        # Worker jobs (decide, send) run on a pool: a node waits on peers far more than it computes, and
+        # the worker loop only hands out due processes (one job per process at a time).
+        self.sender_pool = ThreadPoolExecutor(max_workers=16, thread_name_prefix="d4h-send")
+        self.negotiation_jobs = Dispatcher(self.sender_pool, lambda: self.wake())
+        self.transfer_jobs = Dispatcher(self.sender_pool, lambda: self.wake())
         self.negotiations = negotiation_store(self.engine)
         self.transfers = transfer_store(self.engine)
         self.agreements = AgreementStore(self.engine)
@@ -132,7 +140,8 @@ class Connector:
             self._audit(
                 conn, caller.did, "negotiation.requested", n.id, offer=msg.offer.id, dataset=ref.dataset_id
             )
-        self.wake()
+        if not self.act_on_negotiation(n):
+            self.wake()
         return neg.ack_message(n).to_wire(), True
 
     def notify_initial_offer(self, caller: Counterparty, body: Any) -> tuple[dict[str, Any], bool]:
@@ -146,7 +155,8 @@ class Connector:
             )
             self.negotiations.create(n, conn, caller=caller.as_json())
             self._audit(conn, caller.did, "negotiation.offered", n.id, offer=msg.offer.id)
-        self.wake()
+        if not self.act_on_negotiation(n):
+            self.wake()
         return neg.ack_message(n).to_wire(), True
 
     def notify_negotiation(
@@ -154,19 +164,20 @@ class Connector:
     ) -> dict[str, Any]:
         msg = parse_message(body, expect=expect)
         n = self._negotiation_by_pid(pid, caller.did)
-        with self.negotiations.leased(n.id, self.instance_id):
-            with transaction(self.engine) as conn:
-                n = self.negotiations.get(n.id, conn)
-                if n.own_pid != getattr(msg, "providerPid" if n.side is Side.PROVIDER else "consumerPid"):
-                    raise UserError(f"the message's pid does not match negotiation {pid}")
-                n = neg.on_message(n, msg, at=self._now())  # type: ignore[arg-type]
-                self.negotiations.save(n, conn)
-                self._audit(
-                    conn, caller.did, f"negotiation.{n.state.value.lower()}", n.id, message=type(msg).__name__
-                )
-                if n.state is _N.FINALIZED:
-                    self._store_agreement(n, conn)
-        self.wake()
+        # Lease, change, audit entry and release in one transaction (see ProcessStore.locked).
+        with self.negotiations.locked(n.id, self.instance_id) as conn:
+            n = self.negotiations.get(n.id, conn)
+            if n.own_pid != getattr(msg, "providerPid" if n.side is Side.PROVIDER else "consumerPid"):
+                raise UserError(f"the message's pid does not match negotiation {pid}")
+            n = neg.on_message(n, msg, at=self._now())  # type: ignore[arg-type]
+            self.negotiations.save(n, conn)
+            self._audit(
+                conn, caller.did, f"negotiation.{n.state.value.lower()}", n.id, message=type(msg).__name__
+            )
+            if n.state is _N.FINALIZED:
+                self._store_agreement(n, conn)
+        if not self.act_on_negotiation(n):
+            self.wake()
         return neg.ack_message(n).to_wire()
 
     def negotiation_state(self, caller: Counterparty, pid: str) -> dict[str, Any]:
@@ -232,7 +243,8 @@ class Connector:
             self._audit(
                 conn, caller.did, "transfer.requested", t.id, agreement=msg.agreementId, format=msg.format
             )
-        self.wake()
+        if not self.act_on_transfer(t):
+            self.wake()
         return tp.ack_message(t).to_wire(), True
 
     def notify_transfer(
@@ -240,19 +252,19 @@ class Connector:
     ) -> dict[str, Any]:
         msg = parse_message(body, expect=expect)
         t = self._transfer_by_pid(pid, caller.did)
-        with self.transfers.leased(t.id, self.instance_id):
-            with transaction(self.engine) as conn:
-                t = self.transfers.get(t.id, conn)
-                if t.own_pid != getattr(msg, "providerPid" if t.side is Side.PROVIDER else "consumerPid"):
-                    raise UserError(f"the message's pid does not match transfer {pid}")
-                t = tp.on_message(t, msg, at=self._now())  # type: ignore[arg-type]
-                if t.side is Side.PROVIDER and t.state in (_T.SUSPENDED, _T.COMPLETED, _T.TERMINATED):
-                    self.dataplane.revoke(conn, t.id)
-                self.transfers.save(t, conn)
-                self._audit(
-                    conn, caller.did, f"transfer.{t.state.value.lower()}", t.id, message=type(msg).__name__
-                )
-        self.wake()
+        with self.transfers.locked(t.id, self.instance_id) as conn:
+            t = self.transfers.get(t.id, conn)
+            if t.own_pid != getattr(msg, "providerPid" if t.side is Side.PROVIDER else "consumerPid"):
+                raise UserError(f"the message's pid does not match transfer {pid}")
+            t = tp.on_message(t, msg, at=self._now())  # type: ignore[arg-type]
+            if t.side is Side.PROVIDER and t.state in (_T.SUSPENDED, _T.COMPLETED, _T.TERMINATED):
+                self.dataplane.revoke(conn, t.id)
+            self.transfers.save(t, conn)
+            self._audit(
+                conn, caller.did, f"transfer.{t.state.value.lower()}", t.id, message=type(msg).__name__
+            )
+        if not self.act_on_transfer(t):
+            self.wake()
         return tp.ack_message(t).to_wire()
 
     def transfer_state(self, caller: Counterparty, pid: str) -> dict[str, Any]:
@@ -281,7 +293,8 @@ class Connector:
         with transaction(self.engine) as conn:
             self.negotiations.create(n, conn)
             self._audit(conn, actor, "negotiation.start", n.id, provider=provider_did, offer=offer.get("@id"))
-        self.wake()
+        if not self.act_on_negotiation(n):
+            self.wake()
         return n
 
     def decide_negotiation(
@@ -292,11 +305,12 @@ class Connector:
         actor: str,
         action: str,
     ) -> ContractNegotiation:
-        with self.negotiations.leased(process_id, self.instance_id), transaction(self.engine) as conn:
+        with self.negotiations.locked(process_id, self.instance_id) as conn:
             n = change(self.negotiations.get(process_id, conn))
             self.negotiations.save(n, conn)
             self._audit(conn, actor, action, n.id, state=n.state.value)
-        self.wake()
+        if not self.act_on_negotiation(n):
+            self.wake()
         return n
 
     def terminate_negotiation(self, process_id: str, reason: str, *, actor: str) -> ContractNegotiation:
@@ -325,7 +339,8 @@ class Connector:
         with transaction(self.engine) as conn:
             self.transfers.create(t, conn)
             self._audit(conn, actor, "transfer.start", t.id, agreement=agreement_id, format=fmt)
-        self.wake()
+        if not self.act_on_transfer(t):
+            self.wake()
         return t
 
     def decide_transfer(
@@ -336,29 +351,30 @@ class Connector:
         actor: str,
         action: str,
     ) -> TransferProcess:
-        with self.transfers.leased(process_id, self.instance_id):
-            with transaction(self.engine) as conn:
-                t = change(self.transfers.get(process_id, conn))
-                if t.side is Side.PROVIDER and t.state in (
-                    _T.SUSPENDING,
-                    _T.COMPLETING,
-                    _T.TERMINATING,
-                    _T.TERMINATED,
-                ):
-                    self.dataplane.revoke(conn, t.id)
-                self.transfers.save(t, conn)
-                self._audit(conn, actor, action, t.id, state=t.state.value)
-        self.wake()
+        with self.transfers.locked(process_id, self.instance_id) as conn:
+            t = change(self.transfers.get(process_id, conn))
+            if t.side is Side.PROVIDER and t.state in (
+                _T.SUSPENDING,
+                _T.COMPLETING,
+                _T.TERMINATING,
+                _T.TERMINATED,
+            ):
+                self.dataplane.revoke(conn, t.id)
+            self.transfers.save(t, conn)
+            self._audit(conn, actor, action, t.id, state=t.state.value)
+        if not self.act_on_transfer(t):
+            self.wake()
         return t
 
     def resume_transfer(self, process_id: str, *, actor: str) -> TransferProcess:
         """Restart a suspended transfer; a provider issues a fresh data token."""
-        with self.transfers.leased(process_id, self.instance_id), transaction(self.engine) as conn:
+        with self.transfers.locked(process_id, self.instance_id) as conn:
             t = self.transfers.get(process_id, conn)
             t = self.provider_start(t, conn) if t.side is Side.PROVIDER else tp.start(t, at=self._now())
             self.transfers.save(t, conn)
             self._audit(conn, actor, "transfer.resume", t.id)
-        self.wake()
+        if not self.act_on_transfer(t):
+            self.wake()
         return t
 
     def provider_start(self, t: TransferProcess, conn: Any) -> TransferProcess:

@@ -14,7 +14,7 @@ from contextlib import contextmanager
 from typing import Any, Generic, TypeVar
 
 import orjson
-from sqlalchemy import Connection, Engine, Table, insert, or_, select, update
+from sqlalchemy import Connection, Engine, Table, bindparam, insert, or_, select, update
 
 from d4h.contracts.codec import decode_negotiation, decode_transfer, encode_negotiation, encode_transfer
 from d4h.contracts.negotiation import ContractNegotiation
@@ -44,6 +44,33 @@ class ProcessStore(Generic[P]):
         self._encode: Callable[[P], str] = encode
         self._decode: Callable[[str], P] = decode
         self._sending = sorted(s.value for s in sending)
+        # Threads of this process waiting for a lease, per process id: a release here wakes them at once.
+        self._waiters: dict[str, list[threading.Event]] = {}
+        self._waiters_lock = threading.Lock()
+        # Built once: the worker asks for due processes on every round (statement building cost more
+        # than the query itself).
+        self._due_query = (
+            select(table.c.id)
+            .where(
+                table.c.state.in_(bindparam("states", expanding=True)),
+                table.c.pending.is_(False),
+                table.c.next_attempt_at <= bindparam("now"),
+            )
+            .order_by(table.c.next_attempt_at)
+            .limit(bindparam("limit"))
+        )
+        self._get_query = select(table.c.doc).where(table.c.id == bindparam("id"))
+        self._changes = 0
+        self._changes_lock = threading.Lock()
+
+    @property
+    def changes(self) -> int:
+        """How many times this process created or saved a process of this kind (see ``DueWatch``)."""
+        return self._changes
+
+    def _changed(self) -> None:
+        with self._changes_lock:
+            self._changes += 1
 
     def _values(self, p: P, *, next_attempt_at: float | None = None) -> dict[str, Any]:
         values: dict[str, Any] = {
@@ -66,6 +93,7 @@ class ProcessStore(Generic[P]):
         values = self._values(p, next_attempt_at=0.0)
         values["caller"] = None if caller is None else orjson.dumps(caller).decode()
         conn.execute(insert(self._table).values(id=p.id, **values))
+        self._changed()
 
     def caller_of(self, process_id: str) -> dict[str, Any] | None:
         """The counter-party as verified when it opened the process (for later policy decisions)."""
@@ -78,10 +106,14 @@ class ProcessStore(Generic[P]):
         conn.execute(
             update(self._table).where(self._table.c.id == p.id).values(**self._values(p, next_attempt_at=due))
         )
+        self._changed()
 
     def get(self, process_id: str, conn: Connection | None = None) -> P:
-        query = select(self._table.c.doc).where(self._table.c.id == process_id)
-        row = self._one(query, conn)
+        if conn is not None:
+            row = conn.execute(self._get_query, {"id": process_id}).first()
+        else:
+            with reading(self._engine) as c:
+                row = c.execute(self._get_query, {"id": process_id}).first()
         if row is None:
             raise NotFound(f"{self.kind} {process_id} not found")
         return self._decode(row[0])
@@ -119,20 +151,23 @@ class ProcessStore(Generic[P]):
             ).all()
         return [self._decode(r[0]) for r in rows]
 
+    def recent_docs(self, *, limit: int = 100, offset: int = 0) -> list[dict[str, Any]]:
+        """As ``recent``, as stored JSON documents: listings need a few fields, not validated values
+        (validating offers and agreements dominated the cost of a long listing)."""
+        with reading(self._engine) as conn:
+            rows = conn.execute(
+                select(self._table.c.doc)
+                .order_by(self._table.c.updated_at.desc())
+                .limit(limit)
+                .offset(offset)
+            ).all()
+        return [dict(orjson.loads(r[0])) for r in rows]
+
     def due(self, *, now: float, limit: int, states: Iterable[str] | None = None) -> list[str]:
         """Ids of processes in ``states`` (default: those owing the peer a message) that are due and not pending."""
         wanted = sorted(states) if states is not None else self._sending
         with reading(self._engine) as conn:
-            rows = conn.execute(
-                select(self._table.c.id)
-                .where(
-                    self._table.c.state.in_(wanted),
-                    self._table.c.pending.is_(False),
-                    self._table.c.next_attempt_at <= now,
-                )
-                .order_by(self._table.c.next_attempt_at)
-                .limit(limit)
-            ).all()
+            rows = conn.execute(self._due_query, {"states": wanted, "now": now, "limit": limit}).all()
         return [r[0] for r in rows]
 
     def active(self, *, limit: int = 500) -> list[P]:
@@ -156,21 +191,86 @@ class ProcessStore(Generic[P]):
     ) -> Iterator[None]:
         """Hold the lease on one process for the body; waits (bounded) while another holder has it."""
         holder = self._holder(holder)
-        deadline = time.monotonic() + wait_s
-        delay = 0.002
-        while True:
-            with transaction(self._engine) as conn:
-                if leases.acquire(conn, self.kind, process_id, holder, now=time.time(), duration=duration):
-                    break
-            if time.monotonic() > deadline:
-                raise Unavailable(f"{self.kind} {process_id} is busy; try again")
-            time.sleep(delay)
-            delay = min(delay * 2, 0.05)
+        self._wait_for(process_id, holder, duration, wait_s)
         try:
             yield
         finally:
+            self.release(process_id, holder, qualified=True)
+
+    def _wait_for(self, process_id: str, holder: str, duration: float, wait_s: float) -> None:
+        def take() -> bool:
             with transaction(self._engine) as conn:
+                return leases.acquire(conn, self.kind, process_id, holder, now=time.time(), duration=duration)
+
+        self._retry(take, process_id, wait_s)
+
+    def _retry(self, attempt: Callable[[], bool], process_id: str, wait_s: float) -> None:
+        deadline = time.monotonic() + wait_s
+        delay = 0.002
+        while True:
+            # Registered before the attempt, so a release right after a failed attempt is not missed;
+            # a release in this process ends the wait at once, another process's release is polled for.
+            released = threading.Event()
+            with self._waiters_lock:
+                self._waiters.setdefault(process_id, []).append(released)
+            try:
+                if attempt():
+                    return
+                if time.monotonic() > deadline:
+                    raise Unavailable(f"{self.kind} {process_id} is busy; try again")
+                released.wait(delay)
+            finally:
+                with self._waiters_lock:
+                    waiting = self._waiters[process_id]
+                    waiting.remove(released)
+                    if not waiting:
+                        del self._waiters[process_id]
+            delay = min(delay * 2, 0.05)
+
+    @contextmanager
+    def locked(
+        self, process_id: str, holder: str, *, duration: float = 30.0, wait_s: float = 10.0
+    ) -> Iterator[Connection]:
+        """One transaction that takes the lease, runs the body and releases the lease at commit.
+
+        The change still happens only under the lease (taken and given back atomically with it), at the
+        cost of one transaction instead of three; waits (bounded) while another holder has the lease.
+        """
+        holder = self._holder(holder)
+        with self._engine.connect() as conn:
+
+            def attempt() -> bool:
+                tx = conn.begin()
+                try:
+                    got = leases.acquire(
+                        conn, self.kind, process_id, holder, now=time.time(), duration=duration
+                    )
+                except BaseException:
+                    tx.rollback()
+                    raise
+                if not got:
+                    tx.rollback()
+                    return False
+                return True
+
+            self._retry(attempt, process_id, wait_s)
+            try:
+                yield conn
                 leases.release(conn, self.kind, process_id, holder)
+            except BaseException:
+                conn.rollback()
+                raise
+            conn.commit()
+        self.notify_released(process_id)
+
+    def claim(self, process_id: str, holder: str, *, duration: float = 30.0) -> P | None:
+        """Take the lease and read the process in one transaction; None when another holder has it."""
+        with transaction(self._engine) as conn:
+            if not leases.acquire(
+                conn, self.kind, process_id, self._holder(holder), now=time.time(), duration=duration
+            ):
+                return None
+            return self.get(process_id, conn)
 
     def try_lease(self, process_id: str, holder: str, *, duration: float = 30.0) -> bool:
         with transaction(self._engine) as conn:
@@ -178,9 +278,23 @@ class ProcessStore(Generic[P]):
                 conn, self.kind, process_id, self._holder(holder), now=time.time(), duration=duration
             )
 
-    def release(self, process_id: str, holder: str) -> None:
-        with transaction(self._engine) as conn:
-            leases.release(conn, self.kind, process_id, self._holder(holder))
+    def release(
+        self, process_id: str, holder: str, conn: Connection | None = None, *, qualified: bool = False
+    ) -> None:
+        """Give the lease back; inside ``conn``'s transaction when given (with the change it guarded)."""
+        owner = holder if qualified else self._holder(holder)
+        if conn is not None:
+            leases.release(conn, self.kind, process_id, owner)
+            return  # the caller's commit releases it; the waiters are told by ``notify_released``
+        with transaction(self._engine) as c:
+            leases.release(c, self.kind, process_id, owner)
+        self.notify_released(process_id)
+
+    def notify_released(self, process_id: str) -> None:
+        """Tell this process's threads waiting for the lease to try again (after the releasing commit)."""
+        with self._waiters_lock:
+            for released in self._waiters.get(process_id, ()):
+                released.set()
 
 
 def negotiation_store(engine: Engine) -> ProcessStore[ContractNegotiation]:

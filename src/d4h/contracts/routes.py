@@ -10,6 +10,7 @@ from pydantic import BaseModel, Field
 from d4h.contracts import negotiation as neg
 from d4h.contracts import transfer as tp
 from d4h.contracts.negotiation import ContractNegotiation
+from d4h.contracts.states import NegotiationState, negotiation_wire_state
 from d4h.contracts.transfer import TransferProcess
 from d4h.dsp.version import DEFAULT_BASE_PATH
 from d4h.node.deps import AdminDep, NodeDep
@@ -50,6 +51,26 @@ def _negotiation(n: ContractNegotiation) -> NegotiationPublic:
     )
 
 
+def _negotiation_listed(doc: dict[str, Any]) -> NegotiationPublic:
+    """``_negotiation`` of a stored document (see ``ProcessStore.recent_docs``)."""
+    offer = doc.get("offer") or {}
+    agreement = doc.get("agreement") or {}
+    return NegotiationPublic(
+        id=doc["id"],
+        side=doc["side"],
+        state=doc["state"],
+        wire_state=negotiation_wire_state(NegotiationState(doc["state"])).value,
+        counter_party=doc["counter_party_id"],
+        consumer_pid=doc["consumer_pid"],
+        provider_pid=doc["provider_pid"],
+        pending=doc["pending"],
+        error_detail=doc["error_detail"],
+        offer_id=offer.get("@id"),
+        dataset_id=offer.get("target"),
+        agreement_id=agreement.get("@id"),
+    )
+
+
 class NegotiationStart(BaseModel):
     provider_url: str = Field(min_length=8, max_length=500, description="the provider node's base URL")
     offer: dict[str, Any] = Field(description="the catalog offer (with @id); target is set to dataset_id")
@@ -70,7 +91,9 @@ def start_negotiation(node: NodeDep, admin: AdminDep, body: NegotiationStart) ->
 def list_negotiations(
     node: NodeDep, admin: AdminDep, offset: int = Query(0, ge=0), limit: int = Query(100, ge=1, le=1000)
 ) -> list[NegotiationPublic]:
-    return [_negotiation(n) for n in node.connector.negotiations.recent(limit=limit, offset=offset)]
+    return [
+        _negotiation_listed(d) for d in node.connector.negotiations.recent_docs(limit=limit, offset=offset)
+    ]
 
 
 @router.get("/negotiations/{negotiation_id}", operation_id="contracts-negotiation-get")

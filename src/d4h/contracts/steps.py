@@ -8,8 +8,12 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
 from typing import Any
+
+from sqlalchemy import Connection, Engine
 
 from d4h.contracts import negotiation as neg
 from d4h.contracts import transfer as tp
@@ -19,6 +23,7 @@ from d4h.contracts.automation import (
     TRANSFER_PROVIDER_DEFAULTS,
 )
 from d4h.contracts.connector import Connector
+from d4h.contracts.dispatch import Dispatcher
 from d4h.contracts.enforcement import Counterparty, decide
 from d4h.contracts.negotiation import ContractNegotiation
 from d4h.contracts.states import NegotiationState, Side, TransferState
@@ -37,10 +42,73 @@ WAIT_FOREVER = 1e18  # "no decision to take until the state changes"
 
 NEGOTIATION_DECISION_STATES = ("REQUESTED", "ACCEPTED", "VERIFIED", "OFFERED", "AGREED")
 TRANSFER_DECISION_STATES = ("REQUESTED", "STARTED", "SUSPENDED")
+_FINAL = frozenset({"FINALIZED", "TERMINATED", "COMPLETED"})  # nothing left to do on either side
 
 
 def _backoff(attempt: int) -> float:
     return float(min(2 ** max(attempt - 1, 0), 60))
+
+
+@dataclass
+class _Claim:
+    """A process this thread holds the lease on; the lease goes back with the outcome, else at the end."""
+
+    store: Any
+    pid: str
+    holder: str
+    released: bool = False
+
+    @contextmanager
+    def final(self, engine: Engine) -> Iterator[Connection]:
+        """The transaction recording the outcome also gives the lease back (one commit instead of two)."""
+        with transaction(engine) as conn:
+            yield conn
+            self.store.release(self.pid, self.holder, conn)
+        self.released = True
+        self.store.notify_released(self.pid)
+
+
+def _claimed(store: Any, holder: str, pid: str, body: Callable[[Any, _Claim], int]) -> int:
+    """Run ``body`` on the process under its lease (taken and read in one transaction); 0 when busy."""
+    process = store.claim(pid, holder)
+    if process is None:
+        return 0
+    claim = _Claim(store, pid, holder)
+    try:
+        return body(process, claim)
+    finally:
+        if not claim.released:
+            store.release(pid, holder)
+
+
+class _DueWatch:
+    """Skips a due query that cannot find anything: the last one found nothing, this process has changed
+    no process of the kind since, and it ran less than ``fresh_s`` ago. Work from other processes sharing
+    the database, and retries coming due, are still seen within that bound (the idle worker polls slower)."""
+
+    def __init__(self, fresh_s: float = 0.25) -> None:
+        self._fresh = fresh_s
+        self._empty_at: float | None = None
+        self._changes = -1
+
+    def due(self, store: Any, **query: Any) -> list[str]:
+        changes = store.changes  # read before the query: a change while it runs is not missed
+        if (
+            self._empty_at is not None
+            and changes == self._changes
+            and time.monotonic() - self._empty_at < self._fresh
+        ):
+            return []
+        ids: list[str] = store.due(now=time.time(), **query)
+        self._empty_at, self._changes = (None, -1) if ids else (time.monotonic(), changes)
+        return ids
+
+
+def _submit(
+    store: Any, jobs: Dispatcher, watch: _DueWatch, batch: int, job: Callable[[str], int], **query: Any
+) -> int:
+    # Processes already in flight are skipped by the dispatcher: look past them for new work.
+    return jobs.submit(watch.due(store, limit=batch + jobs.inflight, **query), job)
 
 
 class SendNegotiations:
@@ -49,23 +117,22 @@ class SendNegotiations:
     def __init__(self, connector: Connector, batch: int = 20) -> None:
         self._c = connector
         self._batch = batch
+        self._watch = _DueWatch()
 
     def run_once(self) -> int:
-        # Sends run in parallel (waiting on peers dominates); each task leases its own process.
-        due = self._c.negotiations.due(now=time.time(), limit=self._batch)
-        return sum(self._c.sender_pool.map(self._leased_send, due))
+        # Sends run in parallel on the pool (waiting on peers dominates); each job leases its own process.
+        c = self._c
+        return _submit(c.negotiations, c.negotiation_jobs, self._watch, self._batch, self._leased_send)
+
+    def drain(self, timeout: float) -> bool:
+        return self._c.negotiation_jobs.drain(timeout)
 
     def _leased_send(self, pid: str) -> int:
-        if not self._c.negotiations.try_lease(pid, self._c.instance_id):
-            return 0
-        try:
-            return self._send(pid)
-        finally:
-            self._c.negotiations.release(pid, self._c.instance_id)
+        return _claimed(self._c.negotiations, self._c.instance_id, pid, self.send)
 
-    def _send(self, pid: str) -> int:
+    def send(self, n: ContractNegotiation, claim: _Claim) -> int:
+        """Send the message ``n`` owes the peer and record the outcome (``claim`` holds its lease)."""
         c = self._c
-        n = c.negotiations.get(pid)
         if not n.owes_message or n.pending:
             return 0
         msg = neg.outbound_message(n, callback_address=c.dsp_base_url)
@@ -75,7 +142,7 @@ class SendNegotiations:
             ack = c.dsp.post(n.counter_party_address, negotiation_path(msg, n.side), n.counter_party_id, body)
         except PeerRefused as exc:
             # The peer will not take this message: the two sides cannot agree any more.
-            with transaction(c.engine) as conn:
+            with claim.final(c.engine) as conn:
                 n2 = neg.advance(n, _N.TERMINATED, at=now, error_detail=exc.message)
                 c.negotiations.save(n2, conn)
                 c.audit.append(
@@ -83,7 +150,7 @@ class SendNegotiations:
                 )
             return 1
         except Unavailable as exc:
-            with transaction(c.engine) as conn:
+            with claim.final(c.engine) as conn:
                 if n.state_count >= MAX_ATTEMPTS:
                     n2 = neg.advance(
                         n,
@@ -99,7 +166,7 @@ class SendNegotiations:
         peer_pid = None
         if ack is not None:
             peer_pid = ack.get("providerPid") if n.side is Side.CONSUMER else ack.get("consumerPid")
-        with transaction(c.engine) as conn:
+        with claim.final(c.engine) as conn:
             n2 = neg.acknowledge(n, at=c.clock.now(), peer_pid=peer_pid if n.peer_pid is None else None)
             c.negotiations.save(n2, conn)
             c.audit.append(
@@ -116,22 +183,20 @@ class SendTransfers:
     def __init__(self, connector: Connector, batch: int = 20) -> None:
         self._c = connector
         self._batch = batch
+        self._watch = _DueWatch()
 
     def run_once(self) -> int:
-        due = self._c.transfers.due(now=time.time(), limit=self._batch)
-        return sum(self._c.sender_pool.map(self._leased_send, due))
+        c = self._c
+        return _submit(c.transfers, c.transfer_jobs, self._watch, self._batch, self._leased_send)
+
+    def drain(self, timeout: float) -> bool:
+        return self._c.transfer_jobs.drain(timeout)
 
     def _leased_send(self, pid: str) -> int:
-        if not self._c.transfers.try_lease(pid, self._c.instance_id):
-            return 0
-        try:
-            return self._send(pid)
-        finally:
-            self._c.transfers.release(pid, self._c.instance_id)
+        return _claimed(self._c.transfers, self._c.instance_id, pid, self.send)
 
-    def _send(self, pid: str) -> int:
+    def send(self, t: TransferProcess, claim: _Claim) -> int:
         c = self._c
-        t = c.transfers.get(pid)
         if not t.owes_message or t.pending:
             return 0
         msg = tp.outbound_message(t, callback_address=c.dsp_base_url)
@@ -141,12 +206,12 @@ class SendTransfers:
                 t.counter_party_address, transfer_path(msg, t.side), t.counter_party_id, msg.to_wire()
             )
         except PeerRefused as exc:
-            with transaction(c.engine) as conn:
+            with claim.final(c.engine) as conn:
                 c.transfers.save(tp.advance(t, _T.TERMINATED, at=now, error_detail=exc.message), conn)
                 c.dataplane.revoke(conn, t.id)
             return 1
         except Unavailable as exc:
-            with transaction(c.engine) as conn:
+            with claim.final(c.engine) as conn:
                 if t.state_count >= MAX_ATTEMPTS:
                     c.transfers.save(tp.advance(t, _T.TERMINATED, at=now, error_detail=exc.message), conn)
                     c.dataplane.revoke(conn, t.id)
@@ -155,38 +220,36 @@ class SendTransfers:
                     c.transfers.save(t2, conn, next_attempt_at=time.time() + _backoff(t2.state_count))
             return 1
         peer_pid = ack.get("providerPid") if ack is not None and t.side is Side.CONSUMER else None
-        with transaction(c.engine) as conn:
+        with claim.final(c.engine) as conn:
             t2 = tp.acknowledge(t, at=c.clock.now(), peer_pid=peer_pid if t.peer_pid is None else None)
             c.transfers.save(t2, conn)
             c.audit.append(actor=c.own_did, action=f"transfer.{t2.state.value.lower()}", obj=t.id, conn=conn)
         return 1
 
 
-def _decide_batch(
+def _decide_job(
     store: Any,
-    states: tuple[str, ...],
-    batch: int,
     holder: str,
-    decide_one: Callable[[str], int],
-    send_one: Callable[[str], int],
+    pid: str,
+    decide_one: Callable[[Any, _Claim], Any],
+    send_one: Callable[[Any, _Claim], int],
     kind: str,
 ) -> int:
-    """Decide each due process under its lease; a decision that owes the peer a message is sent at once,
-    still under the lease, instead of waiting for the next worker round."""
-    done = 0
-    for pid in store.due(now=time.time(), limit=batch, states=states):
-        if not store.try_lease(pid, holder):
-            continue
+    """Decide one process under its lease, then send what it owes the peer at once, still under the lease
+    (the message of the decision, or one owed already), instead of waiting for the next worker round."""
+
+    def body(process: Any, claim: _Claim) -> int:
         try:
-            decided = decide_one(pid)
-            done += decided
-            if decided:
-                send_one(pid)
+            decided = decide_one(process, claim)
+            if decided is None:
+                return send_one(process, claim)
+            send_one(decided, claim)
+            return 1
         except D4HError as exc:
             _log.warning(f"{kind} decision failed", extra={kind: pid, "error": exc.message})
-        finally:
-            store.release(pid, holder)
-    return done
+            return 0
+
+    return _claimed(store, holder, pid, body)
 
 
 class DecideNegotiations:
@@ -197,24 +260,43 @@ class DecideNegotiations:
     def __init__(self, connector: Connector, batch: int = 20) -> None:
         self._c = connector
         self._batch = batch
+        self._watch = _DueWatch()
+        self._sender = SendNegotiations(connector)
+        connector.act_on_negotiation = self.act
+
+    def act(self, n: ContractNegotiation) -> bool:
+        """Start the job of a negotiation this node just changed (inbound message, management call)."""
+        if n.state.value in _FINAL:
+            return True
+        if n.pending or not (n.owes_message or n.state.value in NEGOTIATION_DECISION_STATES):
+            return False
+        jobs = self._c.negotiation_jobs
+        # A running job for it wakes the worker when it ends (the change is new work for the next one).
+        return jobs.submit([n.id], self._job, changed=True) > 0 or jobs.running(n.id)
 
     def run_once(self) -> int:
         c = self._c
-        return _decide_batch(
+        return _submit(
             c.negotiations,
-            NEGOTIATION_DECISION_STATES,
+            c.negotiation_jobs,
+            self._watch,
             self._batch,
-            c.instance_id,
-            self._decide,
-            SendNegotiations(c)._send,
-            "negotiation",
+            self._job,
+            states=NEGOTIATION_DECISION_STATES,
         )
 
-    def _decide(self, pid: str) -> int:
+    def drain(self, timeout: float) -> bool:
+        return self._c.negotiation_jobs.drain(timeout)
+
+    def _job(self, pid: str) -> int:
         c = self._c
-        n = c.negotiations.get(pid)
+        return _decide_job(c.negotiations, c.instance_id, pid, self._decide, self._sender.send, "negotiation")
+
+    def _decide(self, n: ContractNegotiation, claim: _Claim) -> ContractNegotiation | None:
+        """The decision taken and saved (the lease stays for its message); None when nothing to decide."""
+        c = self._c
         if n.pending or n.state.value not in NEGOTIATION_DECISION_STATES:
-            return 0
+            return None
         key = n.offer.target if n.offer is not None else None
         action = c.scripts.next_action(key, n.id, n.state.value) if c.scripts else None
         if action is None:
@@ -222,10 +304,11 @@ class DecideNegotiations:
             action = defaults.get(n.state.value, "wait")
         now = c.clock.now()
         new, reason = self._apply(n, action, now)
-        with transaction(c.engine) as conn:
-            if new is None:
+        if new is None:
+            with claim.final(c.engine) as conn:
                 c.negotiations.save(n, conn, next_attempt_at=WAIT_FOREVER)
-                return 0
+            return None
+        with transaction(c.engine) as conn:
             c.negotiations.save(new, conn)
             c.audit.append(
                 actor=c.own_did,
@@ -235,8 +318,7 @@ class DecideNegotiations:
                 params={"reason": reason},
                 conn=conn,
             )
-        c.wake()
-        return 1
+        return new
 
     def _apply(
         self, n: ContractNegotiation, action: str, now: Any
@@ -301,24 +383,36 @@ class DecideTransfers:
     def __init__(self, connector: Connector, batch: int = 20) -> None:
         self._c = connector
         self._batch = batch
+        self._watch = _DueWatch()
+        self._sender = SendTransfers(connector)
+        connector.act_on_transfer = self.act
+
+    def act(self, t: TransferProcess) -> bool:
+        """Start the job of a transfer this node just changed (inbound message, management call)."""
+        if t.state.value in _FINAL:
+            return True
+        if t.pending or not (t.owes_message or t.state.value in TRANSFER_DECISION_STATES):
+            return False
+        jobs = self._c.transfer_jobs
+        return jobs.submit([t.id], self._job, changed=True) > 0 or jobs.running(t.id)
 
     def run_once(self) -> int:
         c = self._c
-        return _decide_batch(
-            c.transfers,
-            TRANSFER_DECISION_STATES,
-            self._batch,
-            c.instance_id,
-            self._decide,
-            SendTransfers(c)._send,
-            "transfer",
+        return _submit(
+            c.transfers, c.transfer_jobs, self._watch, self._batch, self._job, states=TRANSFER_DECISION_STATES
         )
 
-    def _decide(self, pid: str) -> int:
+    def drain(self, timeout: float) -> bool:
+        return self._c.transfer_jobs.drain(timeout)
+
+    def _job(self, pid: str) -> int:
         c = self._c
-        t = c.transfers.get(pid)
+        return _decide_job(c.transfers, c.instance_id, pid, self._decide, self._sender.send, "transfer")
+
+    def _decide(self, t: TransferProcess, claim: _Claim) -> TransferProcess | None:
+        c = self._c
         if t.pending or t.state.value not in TRANSFER_DECISION_STATES:
-            return 0
+            return None
         action = (
             c.scripts.next_action(t.agreement_id, t.id, t.state.value, transfer=True) if c.scripts else None
         )
@@ -327,10 +421,14 @@ class DecideTransfers:
                 TRANSFER_PROVIDER_DEFAULTS.get(t.state.value, "wait") if t.side is Side.PROVIDER else "wait"
             )
         now = c.clock.now()
+        if action not in ("start", "complete", "suspend", "terminate"):
+            with claim.final(c.engine) as conn:
+                c.transfers.save(t, conn, next_attempt_at=WAIT_FOREVER)
+            return None
+        # The policy is evaluated before the write transaction: it reads, and may ask the permit checker.
+        refusal = self._transfer_refusal(t) if action == "start" and t.state is _T.REQUESTED else None
         with transaction(c.engine) as conn:
-            new: TransferProcess | None
             if action == "start":
-                refusal = self._transfer_refusal(t) if t.state is _T.REQUESTED else None
                 if refusal:
                     new = tp.terminate(t, at=now, reason=refusal)
                 else:
@@ -339,13 +437,8 @@ class DecideTransfers:
                 new = tp.complete(t, at=now)
             elif action == "suspend":
                 new = tp.suspend(t, at=now, reason="suspended by the " + t.side.value)
-            elif action == "terminate":
-                new = tp.terminate(t, at=now, reason="terminated by the " + t.side.value)
             else:
-                new = None
-            if new is None:
-                c.transfers.save(t, conn, next_attempt_at=WAIT_FOREVER)
-                return 0
+                new = tp.terminate(t, at=now, reason="terminated by the " + t.side.value)
             if t.side is Side.PROVIDER and new.state in (
                 _T.SUSPENDING,
                 _T.COMPLETING,
@@ -355,8 +448,7 @@ class DecideTransfers:
                 c.dataplane.revoke(conn, t.id)
             c.transfers.save(new, conn)
             c.audit.append(actor=c.own_did, action=f"transfer.decide.{action}", obj=t.id, conn=conn)
-        c.wake()
-        return 1
+        return new
 
     def _transfer_refusal(self, t: TransferProcess) -> str | None:
         """Provider: the agreement's policy must still hold at transfer start (scope transfer.process)."""

@@ -19,10 +19,13 @@ _log = logging.getLogger("d4h.worker")
 
 
 class Processor(Protocol):
+    """A processor may also offer ``drain(timeout) -> bool`` when it hands work to a pool: ``stop`` waits
+    for that work too."""
+
     name: str
 
     def run_once(self) -> int:
-        """Process at most one batch; return the number of items handled."""
+        """Process (or hand out) at most one batch; return the number of items handled or started."""
         ...
 
 
@@ -55,13 +58,20 @@ class Worker:
         self._thread.start()
 
     def stop(self, timeout: float = 10.0) -> bool:
-        """Ask the loop to stop after its current batch; True when it stopped in time."""
+        """Ask the loop to stop after its current batch, then let the jobs processors handed to a pool
+        finish (before the node gives its leases back); True when all of it ended in time."""
         self._stop.set()
         self._wakeup.set()
-        if self._thread is None:
-            return True
-        self._thread.join(timeout)
-        return not self._thread.is_alive()
+        deadline = time.monotonic() + timeout
+        if self._thread is not None:
+            self._thread.join(timeout)
+            if self._thread.is_alive():
+                return False
+        for proc in self._processors:
+            drain = getattr(proc, "drain", None)
+            if drain is not None and not drain(max(deadline - time.monotonic(), 0.0)):
+                return False
+        return True
 
     def wake(self) -> None:
         """Run the next round now (new work was just persisted); correctness does not depend on it."""

@@ -1,0 +1,58 @@
+"""The management listing reads stored documents directly: it must say what the full value says."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+import orjson
+
+from d4h.contracts import negotiation as neg
+from d4h.contracts.codec import encode_negotiation
+from d4h.contracts.negotiation import ContractNegotiation
+from d4h.contracts.routes import _negotiation, _negotiation_listed
+from d4h.dsp import messages as m
+
+AT = datetime(2026, 11, 28, 12, 0, tzinfo=UTC)
+OFFER = m.Offer(id="urn:offer:1", target="urn:uuid:ds-1", permission=(m.Permission(action="use"),))
+AGREEMENT = m.Agreement(
+    id="urn:agreement:1",
+    target="urn:uuid:ds-1",
+    assigner="did:web:provider",
+    assignee="did:web:consumer",
+    timestamp=AT,
+    permission=OFFER.permission,
+)
+
+
+def _states() -> list[ContractNegotiation]:
+    consumer = neg.start_request(
+        id="c",
+        consumer_pid="urn:uuid:c-1",
+        counter_party_id="did:web:provider",
+        counter_party_address="https://p/dsp",
+        offer=OFFER,
+        at=AT,
+    )
+    provider = neg.on_initial_request(
+        neg.outbound_message(consumer, callback_address="https://c/dsp"),  # type: ignore[arg-type]
+        id="p",
+        provider_pid="urn:uuid:p-1",
+        counter_party_id="did:web:consumer",
+        at=AT,
+    )
+    agreeing = neg.agree(provider, AGREEMENT, at=AT)
+    return [
+        consumer,
+        provider,
+        neg.set_pending(provider, True, reason="permit missing"),
+        agreeing,
+        neg.retry(agreeing, at=AT, error="peer unreachable"),
+        neg.terminate(provider, at=AT, reason="refused"),
+    ]
+
+
+def test_listed_negotiations_equal_the_full_values() -> None:
+    listed = [_negotiation_listed(orjson.loads(encode_negotiation(n))) for n in _states()]
+    assert listed == [_negotiation(n) for n in _states()]
+    assert {x.agreement_id for x in listed} == {None, "urn:agreement:1"}
+    assert any(x.pending for x in listed) and any(x.error_detail for x in listed)
