@@ -10,10 +10,10 @@ import logging
 import os
 import time
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
-from fastapi import FastAPI, Request, Response
+from fastapi import FastAPI
 
 import d4h
 from d4h.analytics.coordinator import routes as coordinator_routes
@@ -40,6 +40,7 @@ from d4h.node import errors as error_table
 from d4h.node import health, info
 from d4h.node.context import NodeContext
 from d4h.node.metrics import NodeMetrics
+from d4h.node.observe import Observe
 from d4h.node.roles import modules_for
 from d4h.node.settings import NodeSettings, Role
 from d4h.node.worker import PeriodicJob, Processor, Worker
@@ -237,18 +238,7 @@ def create_app(ctx: NodeContext) -> FastAPI:
     app.state.coordinator = coordinator  # the web UI's researcher screens submit runs through it
     error_table.install(app)
 
-    @app.middleware("http")
-    async def observe(request: Request, call_next: Callable[[Request], Awaitable[Response]]) -> Response:
-        start = time.perf_counter()
-        response = await call_next(request)
-        route = request.scope.get("route")
-        template = getattr(route, "path", "unmatched")
-        ctx.metrics.requests.labels(template, request.method, str(response.status_code)).inc()
-        ctx.metrics.latency.labels(template).observe(time.perf_counter() - start)
-        response.headers.setdefault("X-Content-Type-Options", "nosniff")
-        response.headers.setdefault("Cache-Control", "no-store")
-        response.headers.setdefault("Referrer-Policy", "no-referrer")
-        return response
+    app.add_middleware(Observe, metrics=ctx.metrics)
 
     app.include_router(health.router)
     app.include_router(info.router)
