@@ -45,6 +45,9 @@ TRANSFER_DECISION_STATES = ("REQUESTED", "STARTED", "SUSPENDED")
 _FINAL = frozenset({"FINALIZED", "TERMINATED", "COMPLETED"})  # nothing left to do on either side
 
 
+LAGGING_PEER_ATTEMPTS = 4  # retries of a message a crash-recovering peer refused as an illegal transition
+
+
 def _backoff(attempt: int) -> float:
     return float(min(2 ** max(attempt - 1, 0), 60))
 
@@ -141,6 +144,13 @@ class SendNegotiations:
         try:
             ack = c.dsp.post(n.counter_party_address, negotiation_path(msg, n.side), n.counter_party_id, body)
         except PeerRefused as exc:
+            if "illegal-transition" in exc.message and n.state_count < LAGGING_PEER_ATTEMPTS:
+                # A peer recovering from a crash can lag one step behind us (it sent its message, we acted
+                # on it, it lost the record of our ACK and is about to re-send): give it a few attempts.
+                with claim.final(c.engine) as conn:
+                    n2 = neg.retry(n, at=now, error=exc.message)
+                    c.negotiations.save(n2, conn, next_attempt_at=time.time() + _backoff(n2.state_count))
+                return 1
             # The peer will not take this message: the two sides cannot agree any more.
             with claim.final(c.engine) as conn:
                 n2 = neg.advance(n, _N.TERMINATED, at=now, error_detail=exc.message)
