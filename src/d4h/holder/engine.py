@@ -239,9 +239,16 @@ class AnalyticsDB:
     def opted_out_person_ids(self, optouts: OptOutList, permit_granted_at: datetime) -> frozenset[int]:
         """Persons to leave out of every computation under a permit granted at that time (EHDS Art. 71(3)).
 
-        Call it at extraction time with the newest published list; tokens were stored at ingestion.
+        Call it at extraction time with the newest published list; tokens were stored at ingestion. Only the
+        rows of opted-out tokens are read (a 1M-person store is not scanned into Python per analysis task).
         """
-        rows = self.query(f"SELECT person_id, token FROM {self.token_schema}.person_token")  # noqa: S608
+        tokens = sorted(optouts.excluded_tokens(permit_granted_at))
+        rows: list[tuple[Any, ...]] = []
+        for start in range(0, len(tokens), 500):
+            chunk = tokens[start : start + 500]
+            marks = ", ".join(["?"] * len(chunk))
+            sql = f"SELECT person_id, token FROM {self.token_schema}.person_token WHERE token IN ({marks})"  # noqa: S608
+            rows += self.query_native(sql, chunk)
         return excluded_person_ids(((int(p), t) for p, t in rows), optouts, permit_granted_at)
 
     def drop_schema(self) -> None:

@@ -94,21 +94,6 @@ class LoadedFrame:
         return self._row_sets[project]
 
 
-def excluded_person_ids(db: AnalyticsDB, optouts: OptOutList, granted_at: datetime) -> frozenset[int]:
-    """Persons whose opt-out applies under a permit granted at ``granted_at`` (only their tokens are read)."""
-    tokens = sorted(optouts.excluded_tokens(granted_at))
-    if not tokens:
-        return frozenset()
-    found: set[int] = set()
-    for start in range(0, len(tokens), 500):
-        chunk = tokens[start : start + 500]
-        placeholders = ", ".join(["?"] * len(chunk))
-        sql = f"SELECT person_id FROM {db.token_schema}.person_token WHERE token IN ({placeholders})"  # noqa: S608
-        rows = db.query_native(sql, chunk)
-        found.update(int(r[0]) for r in rows)
-    return frozenset(found)
-
-
 def _filter_sql(filters: Sequence[Filter]) -> exp.Expression | None:
     condition: exp.Expression | None = None
     for f in filters:
@@ -246,7 +231,7 @@ def load_frame(
     schema = source.name if source.kind == "omop" else "cdm"
     with AnalyticsDB.open(url, schema=schema) as db:
         try:
-            excluded = excluded_person_ids(db, optouts, granted_at)
+            excluded = db.opted_out_person_ids(optouts, granted_at)
         except Exception:
             if optouts.excluded_tokens(granted_at):
                 raise
