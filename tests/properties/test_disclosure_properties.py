@@ -9,6 +9,7 @@ from hypothesis import strategies as st
 from d4h.analytics.differencing import check_differencing, row_set
 from d4h.analytics.disclosure import DisclosurePolicy, DisclosureRefused, protect_histogram, protect_table
 from d4h.errors import ConfigError
+from tests.budget import budget
 
 counts = st.integers(min_value=0, max_value=60)
 tables = st.integers(1, 5).flatmap(
@@ -26,7 +27,7 @@ policies = st.builds(
 )
 
 
-@settings(max_examples=150, deadline=None)
+@settings(max_examples=budget(150), deadline=None)
 @given(tables, policies)
 def test_no_released_cell_below_threshold_when_any_table_is_protected(
     table: list[list[int]], policy: DisclosurePolicy
@@ -46,7 +47,7 @@ def test_no_released_cell_below_threshold_when_any_table_is_protected(
         assert abs(shown - true) <= policy.rounding_base // 2
 
 
-@settings(max_examples=150, deadline=None)
+@settings(max_examples=budget(150), deadline=None)
 @given(tables, policies)
 def test_no_line_hides_exactly_one_entry_when_its_total_is_released(
     table: list[list[int]], policy: DisclosurePolicy
@@ -69,7 +70,7 @@ def test_no_line_hides_exactly_one_entry_when_its_total_is_released(
         assert hidden[0].sum() != 1
 
 
-@settings(max_examples=150, deadline=None)
+@settings(max_examples=budget(150), deadline=None)
 @given(st.lists(counts, min_size=1, max_size=12), policies)
 def test_no_released_histogram_bin_below_threshold_when_bins_are_merged(
     bins: list[int], policy: DisclosurePolicy
@@ -100,7 +101,7 @@ settings_names = st.sampled_from(
 )
 
 
-@settings(max_examples=150, deadline=None)
+@settings(max_examples=budget(150), deadline=None)
 @given(settings_names, st.floats(min_value=0.05, max_value=2.0))
 def test_tighten_never_loosens_when_any_setting_is_scaled(name: str, factor: float) -> None:
     base = DisclosurePolicy()
@@ -120,7 +121,7 @@ def test_tighten_never_loosens_when_any_setting_is_scaled(name: str, factor: flo
     assert (new <= current) if stricter_is_smaller else (new >= current)
 
 
-@settings(max_examples=150, deadline=None)
+@settings(max_examples=budget(150), deadline=None)
 @given(st.integers(20, 80), st.integers(0, 25), st.integers(0, 25))
 def test_differencing_refuses_exactly_when_difference_is_below_threshold(
     size: int, removed: int, added: int

@@ -32,10 +32,11 @@ from d4h.policy import (
 )
 from d4h.policy.model import AnyConstraint
 from d4h.policy.vocabulary import EEA_COUNTRIES
+from tests.budget import budget
 
 NOW = datetime(2026, 11, 28, 12, 0, tzinfo=UTC)
 # Small example counts and no deadline: the suite shares a busy 2-core machine.
-FAST = settings(max_examples=40, deadline=None)
+FAST = settings(max_examples=budget(40), deadline=None)
 SET_OPERATORS = {
     Operator.IS_ANY_OF,
     Operator.IS_NONE_OF,

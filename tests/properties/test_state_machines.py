@@ -30,6 +30,7 @@ from d4h.contracts import transfer as tp
 from d4h.contracts.states import NEGOTIATION_TRANSITIONS, TRANSFER_TRANSITIONS, Side
 from d4h.dsp import messages as m
 from d4h.errors import IllegalTransition, UserError
+from tests.budget import budget
 
 AT = datetime(2026, 11, 28, 12, 0, tzinfo=UTC)
 PPID, CPID = "urn:uuid:prop-p", "urn:uuid:prop-c"
@@ -182,25 +183,25 @@ def _play(machine: _Machine, picks: list[int], *, rogue: bool) -> None:
 _picks = st.lists(st.integers(min_value=0, max_value=10_000), max_size=25)
 
 
-@settings(max_examples=100, deadline=None)
+@settings(max_examples=budget(100), deadline=None)
 @given(picks=_picks)
 def test_honest_negotiation_peers_stay_in_table_and_agree_when_nothing_is_owed(picks: list[int]) -> None:
     _play(NEGOTIATION, picks, rogue=False)
 
 
-@settings(max_examples=100, deadline=None)
+@settings(max_examples=budget(100), deadline=None)
 @given(picks=_picks)
 def test_negotiation_never_leaves_its_table_when_rogue_messages_arrive(picks: list[int]) -> None:
     _play(NEGOTIATION, picks, rogue=True)
 
 
-@settings(max_examples=100, deadline=None)
+@settings(max_examples=budget(100), deadline=None)
 @given(picks=_picks)
 def test_honest_transfer_peers_stay_in_table_and_agree_when_nothing_is_owed(picks: list[int]) -> None:
     _play(TRANSFER, picks, rogue=False)
 
 
-@settings(max_examples=100, deadline=None)
+@settings(max_examples=budget(100), deadline=None)
 @given(picks=_picks)
 def test_transfer_never_leaves_its_table_when_rogue_messages_arrive(picks: list[int]) -> None:
     _play(TRANSFER, picks, rogue=True)

@@ -30,6 +30,7 @@ from d4h.hdab import (
     supply_information,
     withdraw,
 )
+from tests.budget import budget
 from tests.unit.hdab.hdab_factories import HOSPITAL_A, HOSPITAL_B, REVIEWER, T0, USER, make_form
 
 Step = Callable[[Application, datetime], Application]
@@ -62,7 +63,7 @@ ACTIONS: dict[str, Step] = {
 }
 
 
-@settings(max_examples=150, deadline=None)
+@settings(max_examples=budget(150), deadline=None)
 @given(st.lists(st.sampled_from(sorted(ACTIONS)), max_size=25))
 def test_any_action_sequence_stays_in_transition_table_when_walked(names: list[str]) -> None:
     app = new_application("app-p", make_form(), at=T0)
