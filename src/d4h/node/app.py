@@ -13,7 +13,8 @@ import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
-from fastapi import FastAPI
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse
 
 import d4h
 from d4h.analytics.coordinator import routes as coordinator_routes
@@ -39,8 +40,10 @@ from d4h.hdab.permits import PermitVerifier
 from d4h.node import errors as error_table
 from d4h.node import health, info
 from d4h.node.context import NodeContext
+from d4h.node.guard import CallerLimits, Guard, GuardConfig, rate_limited_response
 from d4h.node.metrics import NodeMetrics
 from d4h.node.observe import Observe
+from d4h.node.ratelimit import RateLimited
 from d4h.node.roles import modules_for
 from d4h.node.settings import NodeSettings, Role
 from d4h.node.worker import PeriodicJob, Processor, Worker
@@ -237,7 +240,18 @@ def create_app(ctx: NodeContext) -> FastAPI:
     app.state.worker = worker
     app.state.coordinator = coordinator  # the web UI's researcher screens submit runs through it
     error_table.install(app)
+    # Read by the authentication dependencies (charge_caller) to limit each verified caller.
+    app.state.rate_limits = limits = CallerLimits.from_settings(ctx.settings, ctx.metrics)
 
+    @app.exception_handler(RateLimited)
+    async def _rate_limited(request: Request, exc: RateLimited) -> JSONResponse:
+        status, body, headers = rate_limited_response(exc)
+        return JSONResponse(status_code=status, content=body, headers=headers)
+
+    # Added last = outermost: Observe counts and times the guard's refusals too.
+    app.add_middleware(
+        Guard, config=GuardConfig.from_settings(ctx.settings), limits=limits, metrics=ctx.metrics
+    )
     app.add_middleware(Observe, metrics=ctx.metrics)
 
     app.include_router(health.router)

@@ -12,6 +12,7 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from d4h.errors import D4HError, Unauthenticated
 from d4h.node.context import NodeContext
+from d4h.node.guard import charge_caller
 from d4h.trust.tokens import VerifiedCaller
 
 _log = logging.getLogger("d4h.auth")
@@ -28,14 +29,18 @@ NodeDep = Annotated[NodeContext, Depends(get_node)]
 
 
 def require_admin(
-    node: NodeDep, credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)]
+    request: Request,
+    node: NodeDep,
+    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
 ) -> str:
     """Management calls need the node's admin token; returns the actor name for the audit log."""
     if credentials is None or credentials.scheme.lower() != "bearer":
         raise Unauthenticated("missing admin bearer token", hint="send 'Authorization: Bearer <admin token>'")
     if not node.admin_token_matches(credentials.credentials):
         raise Unauthenticated("admin token is not valid for this node")
-    return f"admin@{node.settings.participant.name}"
+    actor = f"admin@{node.settings.participant.name}"
+    charge_caller(request, "admin", actor)  # rate-limited as the admin, no longer as its address
+    return actor
 
 
 AdminDep = Annotated[str, Depends(require_admin)]
@@ -44,7 +49,7 @@ AdminDep = Annotated[str, Depends(require_admin)]
 def require_participant(request: Request, node: NodeDep) -> VerifiedCaller:
     """Node-to-node calls: the full DCP check; a refusal is logged and audited with its reason."""
     try:
-        return node.trust.authenticate(request.headers.get("authorization"))
+        caller = node.trust.authenticate(request.headers.get("authorization"))
     except D4HError as exc:
         reason = exc.message
         _log.warning("participant call refused", extra={"path": request.url.path, "reason": reason})
@@ -57,6 +62,8 @@ def require_participant(request: Request, node: NodeDep) -> VerifiedCaller:
         if isinstance(exc, Unauthenticated):
             raise
         raise Unauthenticated(reason) from exc
+    charge_caller(request, "participant", caller.did)  # refused callers stay charged to their address
+    return caller
 
 
 def _claimed_issuer(authorization: str | None) -> str:

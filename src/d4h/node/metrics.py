@@ -30,6 +30,19 @@ class NodeMetrics:
             ["worker", "outcome"],
             registry=self.registry,
         )
+        # Labelled by kind only: a label per DID or address would let callers grow the registry at will.
+        self.rate_limited = Counter(
+            "d4h_rate_limited_total",
+            "Requests refused with 429 by kind of caller (participant, admin, address)",
+            ["kind"],
+            registry=self.registry,
+        )
+        self.guard_refusals = Counter(
+            "d4h_request_guard_refusals_total",
+            "Requests refused by the request guard (body_too_large, json_too_deep, request_timeout)",
+            ["reason"],
+            registry=self.registry,
+        )
         self.up = Gauge("d4h_node_ready", "1 when the node is ready to serve", registry=self.registry)
 
     def render(self) -> bytes:

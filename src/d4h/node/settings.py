@@ -14,6 +14,14 @@ from d4h.errors import ConfigError
 
 CONFIG_FILE = "config.toml"
 
+# Routes whose requests are legitimately bigger than the 1 MiB default (path prefix -> bytes):
+# federated-learning rounds carry model parameters and secure-aggregation vectors to holders,
+# and analysis submissions may carry large cohort definitions.
+DEFAULT_BODY_LIMITS: dict[str, int] = {
+    "/api/v1/analysis/": 32 << 20,
+    "/api/v1/analyses": 8 << 20,
+}
+
 
 class Role(StrEnum):
     AUTHORITY = "authority"  # dataspace governance authority: trust anchor and HDAB
@@ -68,6 +76,22 @@ class NodeSettings(BaseSettings):
     # Holder: the OMOP analytics store (DuckDB file or PostgreSQL URL); empty = DIR/holder/analytics.duckdb
     analytics_url: str = ""
     optout_sync_interval_s: float = Field(default=3600.0, gt=0)  # holder: fetch the HDAB's opt-out list
+    # Request guards (decision 0008). Body limits in bytes; prefixes that legitimately carry more get their own.
+    max_body_bytes: int = Field(default=1 << 20, ge=1024)
+    body_limits: dict[str, int] = Field(default_factory=lambda: dict(DEFAULT_BODY_LIMITS))
+    max_json_depth: int = Field(default=64, ge=2)
+    body_chunk_timeout_s: float = Field(default=10.0, gt=0)  # each read of a request body
+    body_timeout_s: float = Field(default=30.0, gt=0)  # the whole request body
+    header_timeout_s: float = Field(default=10.0, gt=0)  # request line and headers, from connect or idle
+    max_header_bytes: int = Field(default=64 * 1024, ge=4096)
+    keep_alive_timeout_s: int = Field(default=5, ge=1)
+    max_concurrency: int = Field(default=1000, ge=0)  # connections + in-flight requests; 0 = unlimited
+    # Token buckets per verified caller (participant DID, admin) and per client address for everything else;
+    # generous enough for the connector benchmark (one consumer DID, ~300 DSP messages/s). 0 = off.
+    rate_limit_per_s: float = Field(default=600.0, ge=0)
+    rate_limit_burst: int = Field(default=1200, ge=1)
+    address_rate_limit_per_s: float = Field(default=600.0, ge=0)
+    address_rate_limit_burst: int = Field(default=1200, ge=1)
 
     @field_validator("roles")
     @classmethod
@@ -75,6 +99,14 @@ class NodeSettings(BaseSettings):
         if len(set(roles)) != len(roles):
             raise ValueError("roles must not repeat")
         return roles
+
+    @field_validator("body_limits")
+    @classmethod
+    def _prefixes(cls, limits: dict[str, int]) -> dict[str, int]:
+        for prefix, size in limits.items():
+            if not prefix.startswith("/") or size < 1024:
+                raise ValueError("body_limits maps path prefixes ('/...') to sizes of at least 1024 bytes")
+        return limits
 
     @field_validator("log_level")
     @classmethod
