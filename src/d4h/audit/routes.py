@@ -40,7 +40,8 @@ class AuditVerification(BaseModel):
 def list_entries(
     node: NodeDep,
     admin: AdminDep,
-    after: int = Query(0, ge=0, description="return entries with seq greater than this"),
+    # Bounded by SQL's BIGINT: a larger number cannot even be bound as a parameter (was a 500).
+    after: int = Query(0, ge=0, le=2**63 - 1, description="return entries with seq greater than this"),
     limit: int = Query(100, ge=1, le=1000),
 ) -> AuditEntriesPage:
     entries = node.audit.entries(after_seq=after, limit=limit)

@@ -63,6 +63,15 @@ def _check_id(kind: str, value: str) -> str:
     return value
 
 
+def _stored_json(value: Any, what: str) -> str:
+    """JSON for a column; what Python parsed but JSON cannot hold (an integer beyond 64 bits) is the
+    caller's error, named, not a 500."""
+    try:
+        return orjson.dumps(value).decode()
+    except orjson.JSONEncodeError as exc:
+        raise UserError(f"{what} cannot be stored: {exc}") from None
+
+
 def offer_id(definition_id: str, dataset_id: str, policy: Policy) -> str:
     digest = hashlib.sha256(orjson.dumps(to_jsonld(policy), option=orjson.OPT_SORT_KEYS)).hexdigest()[:8]
     return f"{definition_id}:{dataset_id}:{digest}"
@@ -91,6 +100,7 @@ class Registry:
     ) -> DatasetEntry:
         _check_id("dataset", dataset_id)
         entry = DatasetEntry(dataset_id, title, description, metadata, utc_iso(self._clock.now()))
+        stored = _stored_json(metadata, "dataset metadata")
         with transaction(self._engine) as conn:
             if conn.execute(select(datasets.c.id).where(datasets.c.id == dataset_id)).first():
                 raise Conflict(f"dataset {dataset_id} already exists")
@@ -99,7 +109,7 @@ class Registry:
                     id=dataset_id,
                     title=title,
                     description=description,
-                    metadata=orjson.dumps(metadata).decode(),
+                    metadata=stored,
                     created_at=entry.created_at,
                 )
             )

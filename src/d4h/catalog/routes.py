@@ -14,6 +14,7 @@ from d4h.catalog.healthdcat import to_jsonld as graph_jsonld
 from d4h.catalog.registry import ContractDefinition, DatasetEntry
 from d4h.dsp.version import DEFAULT_BASE_PATH
 from d4h.node.deps import AdminDep, NodeDep
+from d4h.node.media import JSONLD_DOCUMENT, JsonLdResponse, TurtleResponse
 from d4h.policy import to_jsonld, vocabulary_document
 from d4h.trust.did import did_from_url
 
@@ -32,16 +33,25 @@ def _description(node: Any, dataset_id: str) -> Any:
     )
 
 
-@public_router.get("/catalog/healthdcat/{dataset_id}.jsonld", operation_id="catalog-healthdcat-jsonld")
+@public_router.get(
+    "/catalog/healthdcat/{dataset_id}.jsonld",
+    response_class=JsonLdResponse,
+    responses=JSONLD_DOCUMENT,
+    operation_id="catalog-healthdcat-jsonld",
+)
 def healthdcat_jsonld(node: NodeDep, dataset_id: str) -> Response:
     """The dataset's HealthDCAT-AP Release 8 description (JSON-LD with an inline context; public metadata)."""
     graph = dataset_graph(_description(node, dataset_id))
-    return Response(orjson.dumps(graph_jsonld(graph)), media_type="application/ld+json")
+    return JsonLdResponse(orjson.dumps(graph_jsonld(graph)))
 
 
-@public_router.get("/catalog/healthdcat/{dataset_id}.ttl", operation_id="catalog-healthdcat-turtle")
+@public_router.get(
+    "/catalog/healthdcat/{dataset_id}.ttl",
+    response_class=TurtleResponse,
+    operation_id="catalog-healthdcat-turtle",
+)
 def healthdcat_turtle(node: NodeDep, dataset_id: str) -> Response:
-    return Response(to_turtle(dataset_graph(_description(node, dataset_id))), media_type="text/turtle")
+    return TurtleResponse(to_turtle(dataset_graph(_description(node, dataset_id))))
 
 
 @public_router.get("/api/v1/policy/vocabulary", operation_id="policy-vocabulary")
@@ -82,7 +92,10 @@ def create_dataset(node: NodeDep, admin: AdminDep, body: DatasetCreate) -> Datas
 
 @router.get("/datasets", operation_id="catalog-dataset-list")
 def list_datasets(
-    node: NodeDep, admin: AdminDep, offset: int = Query(0, ge=0), limit: int = Query(100, ge=1, le=1000)
+    node: NodeDep,
+    admin: AdminDep,
+    offset: int = Query(0, ge=0, le=2**63 - 1),  # SQL's BIGINT: larger cannot be bound
+    limit: int = Query(100, ge=1, le=1000),
 ) -> list[DatasetPublic]:
     return [_dataset(e) for e in node.registry.datasets(offset=offset, limit=limit)]
 

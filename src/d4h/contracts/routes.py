@@ -89,7 +89,10 @@ def start_negotiation(node: NodeDep, admin: AdminDep, body: NegotiationStart) ->
 
 @router.get("/negotiations", operation_id="contracts-negotiation-list")
 def list_negotiations(
-    node: NodeDep, admin: AdminDep, offset: int = Query(0, ge=0), limit: int = Query(100, ge=1, le=1000)
+    node: NodeDep,
+    admin: AdminDep,
+    offset: int = Query(0, ge=0, le=2**63 - 1),  # SQL's BIGINT: larger cannot be bound
+    limit: int = Query(100, ge=1, le=1000),
 ) -> list[NegotiationPublic]:
     return [
         _negotiation_listed(d) for d in node.connector.negotiations.recent_docs(limit=limit, offset=offset)

@@ -11,6 +11,7 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Body, Request, Response
 from fastapi.responses import JSONResponse
+from pydantic import BaseModel, ConfigDict, Field
 
 from d4h.contracts.connector import Connector
 from d4h.contracts.enforcement import Counterparty
@@ -31,11 +32,42 @@ from d4h.dsp.messages import (
 from d4h.dsp.version import DEFAULT_BASE_PATH, WELL_KNOWN_PATH, version_response
 from d4h.errors import D4HError, Forbidden, IllegalTransition, NotFound, Unauthenticated, Unavailable
 from d4h.node.deps import NodeDep, require_participant
+from d4h.node.errors import ErrorBody
 
 JsonBody = Annotated[Any, Body()]
 
+
+class DspError(BaseModel):
+    """CatalogError / ContractNegotiationError / TransferError as this binding sends them (see _error)."""
+
+    model_config = ConfigDict(populate_by_name=True)
+
+    context: list[str] = Field(alias="@context")
+    type: str = Field(alias="@type")
+    providerPid: str | None = None
+    consumerPid: str | None = None
+    code: str
+    reason: list[str]
+
+
+_DSP_ERROR = {
+    "description": "DSP error message",
+    "content": {"application/json": {"schema": DspError.model_json_schema()}},
+}
+_UNREADABLE = {"anyOf": [DspError.model_json_schema(), ErrorBody.model_json_schema()]}
+DSP_RESPONSES: dict[int | str, dict[str, Any]] = {
+    201: {"description": "a new process was created (the body is the process's ACK)"},
+    # A body that is not even text is refused by the framework, before the binding sees it.
+    400: {
+        "description": "DSP error message, or an unreadable body",
+        "content": {"application/json": {"schema": _UNREADABLE}},
+    },
+    **{status: _DSP_ERROR for status in (401, 404, 503)},
+}
+
+
 version_router = APIRouter(tags=["dsp"])
-router = APIRouter(prefix=DEFAULT_BASE_PATH, tags=["dsp"])
+router = APIRouter(prefix=DEFAULT_BASE_PATH, tags=["dsp"], responses=DSP_RESPONSES)
 
 
 @version_router.get(WELL_KNOWN_PATH, operation_id="dsp-version")

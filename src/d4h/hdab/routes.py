@@ -28,6 +28,7 @@ from d4h.hdab.service import HdabService
 from d4h.hdab.store import HdabStore
 from d4h.node.context import NodeContext
 from d4h.node.deps import AdminDep, CallerDep, NodeDep, require_participant
+from d4h.node.media import JSONLD_DOCUMENT, JoseResponse, JsonLdResponse, TurtleResponse
 from d4h.node.worker import PeriodicJob, Processor
 from d4h.trust.credentials import verify_credential
 from d4h.trust.did import did_from_url, did_to_url, require_secure_url
@@ -232,13 +233,13 @@ def authority_router(ctx: NodeContext) -> APIRouter:
         holder: Annotated[list[str] | None, Query()] = None,
         coding_system: Annotated[list[str] | None, Query()] = None,
         access_rights: Annotated[list[str] | None, Query()] = None,
-        min_population: int | None = None,
-        max_population: int | None = None,
+        min_population: Annotated[int | None, Query(ge=0)] = None,
+        max_population: Annotated[int | None, Query(ge=0)] = None,
         covers_from: date | None = None,
         covers_to: date | None = None,
         include_stale: bool = True,
-        offset: int = 0,
-        limit: int = 50,
+        offset: Annotated[int, Query(ge=0)] = 0,
+        limit: Annotated[int, Query(ge=1, le=1000)] = 50,
     ) -> dict[str, Any]:
         query = CatalogueQuery(
             text=q,
@@ -260,19 +261,26 @@ def authority_router(ctx: NodeContext) -> APIRouter:
         result["holders"] = [h.model_dump(mode="json") for h in catalogue.holders]
         return result
 
-    @router.get("/api/v1/hdab/catalogue.ttl", operation_id="hdab-catalogue-turtle")
+    @router.get(
+        "/api/v1/hdab/catalogue.ttl", response_class=TurtleResponse, operation_id="hdab-catalogue-turtle"
+    )
     def catalogue_turtle() -> Response:
         """The national catalogue as HealthDCAT-AP Turtle (public metadata, like the holders' own)."""
-        return Response(to_turtle(_national_graph(ctx, hdab)), media_type="text/turtle")
+        return TurtleResponse(to_turtle(_national_graph(ctx, hdab)))
 
-    @router.get("/api/v1/hdab/catalogue.jsonld", operation_id="hdab-catalogue-jsonld")
+    @router.get(
+        "/api/v1/hdab/catalogue.jsonld",
+        response_class=JsonLdResponse,
+        responses=JSONLD_DOCUMENT,
+        operation_id="hdab-catalogue-jsonld",
+    )
     def catalogue_jsonld() -> Response:
         document = to_jsonld(_national_graph(ctx, hdab))
-        return Response(json.dumps(document), media_type="application/ld+json")
+        return JsonLdResponse(json.dumps(document))
 
-    @router.get("/api/v1/optout/list", operation_id="hdab-optout-list")
+    @router.get("/api/v1/optout/list", response_class=JoseResponse, operation_id="hdab-optout-list")
     def optout_list(caller: CallerDep) -> Response:
-        return Response(hdab.signed_optout_list(), media_type="application/jose")
+        return JoseResponse(hdab.signed_optout_list())
 
     return router
 

@@ -15,6 +15,8 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
+from pydantic import ValidationError
+
 from d4h.audit.log import AuditLog
 from d4h.clock import Clock
 from d4h.errors import Conflict, NotFound, UserError
@@ -112,7 +114,10 @@ class HdabService:
             "public_sector": bool(claims.get("publicSector", False)),
             "country": str(claims.get("legalAddressCountry") or claims.get("country") or "FI"),
         }
-        parsed = ApplicationForm.model_validate({**dict(form), "applicant": applicant})
+        try:
+            parsed = ApplicationForm.model_validate({**dict(form), "applicant": applicant})
+        except ValidationError as exc:
+            raise UserError(f"invalid application form: {_problems(exc)}") from None
         app_id = f"app-{uuid.uuid4().hex[:12]}"
         app = new_application(app_id, parsed, at=self._clock.now())
         with transaction(self._store.engine) as conn:
@@ -408,3 +413,10 @@ class HdabService:
         if os.stat(path).st_mode & 0o077:
             raise Conflict(f"opt-out key {path} is readable by others; chmod 600 it")
         return bytes.fromhex(path.read_text(encoding="utf-8").strip())
+
+
+def _problems(exc: ValidationError) -> str:
+    """Each problem with its field path, so the applicant knows what to fix."""
+    return "; ".join(
+        f"{'.'.join(str(p) for p in e['loc']) or '(form)'}: {e['msg']}" for e in exc.errors(include_url=False)
+    )

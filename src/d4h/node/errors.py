@@ -6,6 +6,8 @@ import logging
 
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
+from pydantic import BaseModel
+from starlette.exceptions import HTTPException
 
 from d4h.errors import (
     Conflict,
@@ -35,6 +37,29 @@ STATUS_BY_ERROR: tuple[tuple[type[D4HError], int], ...] = (
 )
 
 
+class ErrorBody(BaseModel):
+    """The typed body of every refused request (the DSP binding answers with DSP error messages)."""
+
+    error: str
+    message: str
+    hint: str | None = None
+    reasons: list[str] | None = None
+
+
+# Every operation may refuse with any status of the table; the OpenAPI says so (and with which body).
+# Inline and always JSON: a "model" would be documented under the route's own media type (e.g. Turtle).
+ERROR_RESPONSES: dict[int | str, dict[str, object]] = {
+    status: {
+        "description": "refused: the body names the error",
+        "content": {"application/json": {"schema": ErrorBody.model_json_schema()}},
+    }
+    for status in sorted({status for _, status in STATUS_BY_ERROR})
+}
+
+
+_HTTP_CODES = {400: "bad_request", 404: "not_found", 405: "method_not_allowed", 413: "too_large"}
+
+
 def status_for(exc: D4HError) -> int:
     for kind, status in STATUS_BY_ERROR:
         if isinstance(exc, kind):
@@ -43,6 +68,9 @@ def status_for(exc: D4HError) -> int:
 
 
 def install(app: FastAPI) -> None:
+    # Before any router is included: FastAPI merges the app router's responses into each route it adds.
+    app.router.responses = {**ERROR_RESPONSES, **app.router.responses}
+
     @app.exception_handler(D4HError)
     async def _domain_error(request: Request, exc: D4HError) -> JSONResponse:
         status = status_for(exc)
@@ -54,6 +82,14 @@ def install(app: FastAPI) -> None:
         headers = {"WWW-Authenticate": "Bearer"} if status == 401 else None
         _log.info("request refused", extra={"path": request.url.path, "status": status, "error": exc.code})
         return JSONResponse(status_code=status, content=body, headers=headers)
+
+    @app.exception_handler(HTTPException)
+    async def _http_error(request: Request, exc: HTTPException) -> JSONResponse:
+        # Refusals by the framework itself (an unreadable body, an unknown path or method) get the same
+        # typed body as ours instead of FastAPI's {"detail": ...}.
+        code = _HTTP_CODES.get(exc.status_code, f"http_{exc.status_code}")
+        body = {"error": code, "message": str(exc.detail)}
+        return JSONResponse(status_code=exc.status_code, content=body, headers=exc.headers)
 
     @app.exception_handler(Exception)
     async def _unexpected(request: Request, exc: Exception) -> JSONResponse:

@@ -9,6 +9,7 @@ from pydantic import BaseModel, Field
 
 from d4h.errors import NotFound
 from d4h.node.deps import AdminDep, CallerDep, NodeDep
+from d4h.node.media import VcJwtResponse
 from d4h.trust.credentials import verify_credential
 from d4h.trust.issuer import Issuer
 from d4h.trust.onboarding import onboard
@@ -272,8 +273,7 @@ def revoke(node: NodeDep, admin: AdminDep, body: Revocation) -> ApplicationPubli
     return _public(_issuer(node).revoke(body.did, reason=body.reason, actor=admin))
 
 
-@authority_router.get("/status/{list_id}", operation_id="authority-status-list")
+@authority_router.get("/status/{list_id}", response_class=VcJwtResponse, operation_id="authority-status-list")
 def status_list(node: NodeDep, list_id: str) -> Response:
     """The signed BitstringStatusListCredential (public, as verifiers need it)."""
-    token = _issuer(node).status_list_token(list_id)
-    return Response(token, media_type="application/vc+jwt")
+    return VcJwtResponse(_issuer(node).status_list_token(list_id))
