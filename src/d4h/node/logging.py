@@ -12,6 +12,8 @@ import orjson
 
 _SECRET_KEYS = re.compile(r"(token|secret|password|authorization|private|api[_-]?key)", re.IGNORECASE)
 _BEARER = re.compile(r"(Bearer\s+)[A-Za-z0-9._~+/=-]+")
+# A compact JWS/JWT anywhere in text (SI tokens, access tokens, credentials): its header starts "eyJ".
+_JWT = re.compile(r"eyJ[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]*")
 _STD_ATTRS = set(vars(logging.makeLogRecord({}))) | {"message", "asctime", "taskName", "color_message"}
 
 
@@ -23,7 +25,7 @@ def redact(value: Any, key: str = "") -> Any:
     if isinstance(value, list | tuple):
         return [redact(v) for v in value]
     if isinstance(value, str):
-        return _BEARER.sub(r"\1[redacted]", value)
+        return _JWT.sub("[redacted-jwt]", _BEARER.sub(r"\1[redacted]", value))
     return value
 
 
@@ -44,7 +46,7 @@ class JsonFormatter(logging.Formatter):
             if key not in _STD_ATTRS and not key.startswith("_"):
                 doc[key] = redact(value, key)
         if record.exc_info:
-            doc["exc"] = self.formatException(record.exc_info)
+            doc["exc"] = redact(self.formatException(record.exc_info))  # messages may quote tokens
         return orjson.dumps(doc, default=str).decode()
 
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import ipaddress
 import re
+import socket
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -72,15 +73,38 @@ def is_loopback(host_or_url: str) -> bool:
         return False
 
 
+def internal_address(host: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
+    """The address of ``host`` if it is an IP literal that is not globally routable (loopback, private,
+    link-local such as 169.254.169.254, ...), in any form the resolver accepts ("2852039166", "0xa9fea9fe")."""
+    if host == "localhost" or host.endswith(".localhost"):
+        return ipaddress.ip_address("127.0.0.1")
+    try:
+        address: ipaddress.IPv4Address | ipaddress.IPv6Address = ipaddress.ip_address(host)
+    except ValueError:
+        try:  # getaddrinfo takes inet_aton's forms too: decimal, hex, octal, short dotted
+            address = ipaddress.IPv4Address(socket.inet_aton(host))
+        except OSError:
+            return None
+    return None if address.is_global else address
+
+
 def require_secure_url(url: str, *, dev_mode: bool) -> str:
-    """Return ``url`` if it is https, or http to a loopback host in development mode; refuse otherwise."""
-    scheme = urlsplit(url).scheme
+    """Return ``url`` if it is https, or http to a loopback host in development mode; refuse otherwise.
+
+    Hosts that are internal IP literals are refused (loopback only in development mode): the URLs come
+    from peers (DIDs, DID documents, status list entries), so they must not reach the node's own network.
+    """
+    parts = urlsplit(url)
+    scheme = parts.scheme
+    if scheme == "http" and not dev_mode:
+        raise Unauthenticated(f"refusing plain http to {url}: https is required outside development mode")
+    internal = internal_address(parts.hostname or "")
+    if internal is not None and not (dev_mode and internal.is_loopback):
+        raise Unauthenticated(f"refusing {url!r}: {internal} is not a public address")
     if scheme == "https":
         return url
     if scheme == "http" and dev_mode and is_loopback(url):
         return url
-    if scheme == "http" and not dev_mode:
-        raise Unauthenticated(f"refusing plain http to {url}: https is required outside development mode")
     if scheme == "http":
         raise Unauthenticated(f"refusing plain http to {url}: only loopback hosts may use http")
     raise Unauthenticated(f"refusing {url!r}: not an https URL")
@@ -301,8 +325,8 @@ def _split_did_web(did: str) -> tuple[str, list[str]]:
     host = unquote(host)
     if not _HOST.match(host) or not all(_SEGMENT.match(s) for s in segments):
         raise UserError(f"{did!r} is not a valid did:web identifier")
-    if any("/" in unquote(s) for s in segments):
-        raise UserError(f"{did!r} has a path segment containing '/'")
+    if any("/" in unquote(s) or unquote(s) in (".", "..") for s in segments):
+        raise UserError(f"{did!r} has a path segment containing '/' or a dot segment")
     return host, segments
 
 

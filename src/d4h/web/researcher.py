@@ -277,7 +277,8 @@ def add_routes(router: APIRouter, web: WebState, coordinator: Coordinator | None
         return page_for(web, request)
 
     def actor(request: Request) -> str:
-        return f"web:{viewer_of(request).account.username}"
+        # The role check comes first: a POST acts before it renders, so the page alone cannot guard it.
+        return f"web:{viewer_of(request, WebRole.RESEARCHER).account.username}"
 
     def runs_of(request: Request) -> Coordinator:
         found = coordinator or getattr(request.app.state, "coordinator", None)
@@ -301,6 +302,8 @@ def add_routes(router: APIRouter, web: WebState, coordinator: Coordinator | None
         p = page(request)
         try:
             return render(template, p, error="", **build())
+        except NotFound as exc:  # what the researcher asked for is not there: not the HDAB's failure
+            return render("researcher_error.html", p, status=404, error=exc.message)
         except D4HError as exc:
             return render("researcher_error.html", p, status=502, error=exc.message)
 
@@ -331,9 +334,9 @@ def add_routes(router: APIRouter, web: WebState, coordinator: Coordinator | None
 
     @router.post("/researcher/dataset/negotiate")
     async def negotiate(request: Request) -> Response:
+        who = actor(request)
         form = await request.form()
         holder, dataset_id = _field(form, "holder"), _field(form, "dataset_id")
-        who = actor(request)
 
         def start() -> str:
             base = did_to_url(holder, dev_mode=node.settings.dev_mode).split("/.well-known")[0]
@@ -395,6 +398,7 @@ def add_routes(router: APIRouter, web: WebState, coordinator: Coordinator | None
 
     @router.post("/researcher/applications")
     async def apply(request: Request) -> Response:
+        actor(request)
         form = await request.form()
         chosen = [str(v) for v in form.getlist("datasets")]
         try:
@@ -407,6 +411,7 @@ def add_routes(router: APIRouter, web: WebState, coordinator: Coordinator | None
 
     @router.post("/researcher/applications/{app_id}/{action}")
     async def applicant_action(request: Request, app_id: str, action: str) -> Response:
+        actor(request)
         form = await request.form()
         if action not in ("accept_fee", "withdraw"):
             return applications_page(request, f"unknown action {action}", 404)
@@ -431,6 +436,7 @@ def add_routes(router: APIRouter, web: WebState, coordinator: Coordinator | None
 
     @router.post("/researcher/transfers")
     async def start_transfer(request: Request) -> Response:
+        who = actor(request)
         form = await request.form()
         fmt = _field(form, "format") or "Analysis-PULL"
         if fmt not in ("Analysis-PULL", "HttpData-PULL"):
@@ -438,7 +444,7 @@ def add_routes(router: APIRouter, web: WebState, coordinator: Coordinator | None
         try:
             await run_in_threadpool(
                 lambda: node.connector.start_transfer(
-                    agreement_id=_field(form, "agreement_id"), fmt=fmt, actor=actor(request)
+                    agreement_id=_field(form, "agreement_id"), fmt=fmt, actor=who
                 )
             )
         except D4HError as exc:
@@ -498,8 +504,8 @@ def add_routes(router: APIRouter, web: WebState, coordinator: Coordinator | None
 
     @router.post("/researcher/runs")
     async def submit_run(request: Request) -> Response:
-        form = await request.form()
         who, runs = actor(request), runs_of(request)
+        form = await request.form()
         try:
             body = analysis_request(form)
             run = await run_in_threadpool(runs.submit, body, who)

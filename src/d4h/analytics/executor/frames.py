@@ -75,7 +75,7 @@ def extracts() -> dict[str, Any]:
 def _ident(name: str) -> str:
     import re
 
-    if not re.match(_IDENT, name):
+    if not re.fullmatch(_IDENT, name):  # fullmatch: "$" alone would let a trailing newline through
         raise UserError(f"invalid identifier {name!r}")
     return name
 
@@ -136,7 +136,8 @@ def load_table(
     try:
         frame = db.frame(query)
     except Exception as exc:  # the backend names the unknown column or bad comparison
-        if "column" in str(exc).lower() or "binder" in str(exc).lower() or "conversion" in str(exc).lower():
+        text = str(exc).lower()  # PostgreSQL says "invalid input syntax" for a number compared with text
+        if any(w in text for w in ("column", "binder", "conversion", "invalid input syntax")):
             raise UserError(f"filter refused by the store: {str(exc).splitlines()[0]}") from exc
         raise
     if "person_id" in frame.columns:

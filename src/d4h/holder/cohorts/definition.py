@@ -32,7 +32,8 @@ EventDomain = Literal["condition", "drug", "procedure", "measurement", "visit", 
 
 
 class StrictModel(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    # No inf/nan: numbers are written into SQL as literals, and "inf"/"nan" would read as identifiers.
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
 
 class ConceptSet(StrictModel):
