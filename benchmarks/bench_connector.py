@@ -20,21 +20,19 @@ import os
 import statistics
 import tempfile
 import time
-import uuid
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import httpx
 import orjson
-from sqlalchemy import create_engine, insert, text
+from sqlalchemy import insert
 
 from benchmarks.harness import Row
-from benchmarks.nodes import BenchNode, dataspace
+from benchmarks.nodes import BenchNode, dataspace, postgres_schemas
 from d4h.clock import utc_iso
 from d4h.node.settings import Role
 from d4h.store.db import make_engine, transaction
@@ -63,25 +61,6 @@ USERS_ONLY = {
     ],
 }
 _DONE = frozenset({"FINALIZED", "TERMINATED"})
-
-
-@contextmanager
-def _postgres_schemas(base_url: str, keys: tuple[str, ...]) -> Iterator[dict[str, str]]:
-    """One fresh schema per node inside the test database (search_path set in each node's URL); dropped after."""
-    tag = uuid.uuid4().hex[:8]
-    names = {key: f"d4h_bench_{tag}_{key}" for key in keys}
-    engine = create_engine(base_url)
-    joiner = "&" if "?" in base_url else "?"
-    try:
-        with engine.begin() as conn:
-            for name in names.values():
-                conn.execute(text(f'CREATE SCHEMA "{name}"'))
-        yield {key: f"{base_url}{joiner}options=-csearch_path%3D{name}" for key, name in names.items()}
-    finally:
-        with engine.begin() as conn:
-            for name in names.values():
-                conn.execute(text(f'DROP SCHEMA IF EXISTS "{name}" CASCADE'))
-        engine.dispose()
 
 
 def _publish(holder: BenchNode) -> None:
@@ -316,7 +295,7 @@ def run(quick: bool = False) -> list[Row]:
     rows = _run_backend("SQLite", {}, quick)
     pg = os.environ.get(PG_ENV, "")
     if pg:
-        with _postgres_schemas(pg, ("authority", "holder", "user")) as urls:
+        with postgres_schemas(pg, ("authority", "holder", "user")) as urls:
             rows.extend(_run_backend("PostgreSQL", urls, quick))
     return rows
 

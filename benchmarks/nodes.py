@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -9,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+from sqlalchemy import create_engine, text
 
 from d4h.node.app import ADMIN_TOKEN_FILE
 from d4h.node.nodedir import init_node
@@ -66,3 +68,24 @@ def dataspace(
         yield nodes
     finally:
         supervisor.stop_all()
+
+
+@contextmanager
+def postgres_schemas(
+    base_url: str, keys: tuple[str, ...], prefix: str = "d4h_bench"
+) -> Iterator[dict[str, str]]:
+    """One fresh schema per node inside the test database (search_path set in each node's URL); dropped after."""
+    tag = uuid.uuid4().hex[:8]
+    names = {key: f"{prefix}_{tag}_{key}" for key in keys}
+    engine = create_engine(base_url)
+    joiner = "&" if "?" in base_url else "?"
+    try:
+        with engine.begin() as conn:
+            for name in names.values():
+                conn.execute(text(f'CREATE SCHEMA "{name}"'))
+        yield {key: f"{base_url}{joiner}options=-csearch_path%3D{name}" for key, name in names.items()}
+    finally:
+        with engine.begin() as conn:
+            for name in names.values():
+                conn.execute(text(f'DROP SCHEMA IF EXISTS "{name}" CASCADE'))
+        engine.dispose()

@@ -163,7 +163,9 @@ def test_contract_policy_refusal_is_named(space: Dataspace) -> None:
     assert decisions
 
 
-def test_transfer_issues_pull_token_and_suspension_revokes_it(space: Dataspace) -> None:
+def test_transfer_issues_pull_token_suspension_revokes_it_and_consumer_resume_gets_a_fresh_one(
+    space: Dataspace,
+) -> None:
     institute = space["institute"]
     n = _negotiate(space, "institute", "t2d-cohort")
     started = _admin(institute, "POST", "/api/v1/transfers", {"agreement_id": n["agreement_id"]}, 201)
@@ -184,6 +186,18 @@ def test_transfer_issues_pull_token_and_suspension_revokes_it(space: Dataspace) 
     refused = httpx.get(t["endpoint"], headers={"Authorization": f"Bearer {t['authorization']}"})
     assert refused.status_code == 401
     assert "revoked" in refused.json()["message"]
+    # The consumer restarts it: the provider answers with a fresh token; the revoked one stays revoked.
+    _admin(institute, "POST", f"/api/v1/transfers/{t['id']}/resume")
+    resumed = _wait(
+        lambda: _admin(institute, "GET", f"/api/v1/transfers/{t['id']}"),
+        lambda x: x["state"] == "STARTED" and x["authorization"] not in (None, t["authorization"]),
+    )
+    assert resumed["state"] == "STARTED", resumed
+    assert resumed["authorization"] != t["authorization"], resumed
+    fresh = httpx.get(resumed["endpoint"], headers={"Authorization": f"Bearer {resumed['authorization']}"})
+    assert fresh.status_code == 200, fresh.text
+    old = httpx.get(t["endpoint"], headers={"Authorization": f"Bearer {t['authorization']}"})
+    assert old.status_code == 401
     _admin(institute, "POST", f"/api/v1/transfers/{t['id']}/terminate", {"reason": "done"})
     final = _wait(
         lambda: _admin(institute, "GET", f"/api/v1/transfers/{t['id']}"), lambda t: t["state"] == "TERMINATED"

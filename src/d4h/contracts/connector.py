@@ -50,6 +50,12 @@ def new_pid() -> str:
     return f"urn:uuid:{uuid.uuid4()}"
 
 
+def served_by(did: str, address: str, *, dev_mode: bool) -> bool:
+    """Whether ``address`` is on the origin (scheme, host, port) where the did:web ``did`` is served."""
+    root = "/".join(did_to_url(did, dev_mode=dev_mode).split("/")[:3])
+    return address == root or address.startswith(root + "/")
+
+
 @dataclass
 class Connector:
     engine: Engine
@@ -89,9 +95,7 @@ class Connector:
         """A callback must point at the verified caller's own host (no SSRF through callbackAddress)."""
         if address is None:
             return
-        allowed = did_to_url(caller_did, dev_mode=self.dev_mode).split("/.well-known")[0]
-        root = "/".join(allowed.split("/")[:3])
-        if not (address == root or address.startswith(root + "/")):
+        if not served_by(caller_did, address, dev_mode=self.dev_mode):
             raise UserError(f"callbackAddress {address} is not served by the caller {caller_did}")
 
     def _negotiation_by_pid(self, pid: str, caller: str) -> ContractNegotiation:
@@ -169,6 +173,8 @@ class Connector:
             n = self.negotiations.get(n.id, conn)
             if n.own_pid != getattr(msg, "providerPid" if n.side is Side.PROVIDER else "consumerPid"):
                 raise UserError(f"the message's pid does not match negotiation {pid}")
+            if neg.is_redelivery(n, msg):  # type: ignore[arg-type]
+                return neg.ack_message(n).to_wire()  # already taken: answer, change and audit nothing
             n = neg.on_message(n, msg, at=self._now())  # type: ignore[arg-type]
             self.negotiations.save(n, conn)
             self._audit(
@@ -220,12 +226,33 @@ class Connector:
 
     # -- inbound: transfers ------------------------------------------------------------------------
 
+    def _agreement_named_by(self, agreement_id: str, caller: str) -> dict[str, Any]:
+        """The agreement a transfer request names. Our FINALIZED event reaches the consumer, who may ask for a
+        transfer at once (possibly at another of our processes), before our worker has saved the acknowledgement
+        and the agreement with it: wait for that worker (the negotiation's lease) and read again."""
+        try:
+            return self.agreements.get(agreement_id)
+        except NotFound:
+            finalizing = [
+                n
+                for n in self.negotiations.active()
+                if n.side is Side.PROVIDER
+                and n.state is _N.FINALIZING
+                and n.counter_party_id == caller
+                and n.agreement is not None
+                and n.agreement.id == agreement_id
+            ]
+            if not finalizing:
+                raise
+        with self.negotiations.leased(finalizing[0].id, self.instance_id):
+            return self.agreements.get(agreement_id)
+
     def notify_transfer_request(self, caller: Counterparty, body: Any) -> tuple[dict[str, Any], bool]:
         msg = parse_message(body, expect=(TransferRequestMessage,))
         assert isinstance(msg, TransferRequestMessage)
         self.check_callback(caller.did, msg.callbackAddress)
         try:
-            agreement = self.agreements.get(msg.agreementId)
+            agreement = self._agreement_named_by(msg.agreementId, caller.did)
         except NotFound as exc:
             raise UserError(f"agreement {msg.agreementId} is unknown") from exc
         if agreement["consumer"] not in (caller.did, "*"):  # "*": seeded for conformance runs (TCK mode)
@@ -256,7 +283,18 @@ class Connector:
             t = self.transfers.get(t.id, conn)
             if t.own_pid != getattr(msg, "providerPid" if t.side is Side.PROVIDER else "consumerPid"):
                 raise UserError(f"the message's pid does not match transfer {pid}")
-            t = tp.on_message(t, msg, at=self._now())  # type: ignore[arg-type]
+            restarted = tp.on_message(t, msg, at=self._now())  # type: ignore[arg-type]
+            if (
+                t.side is Side.PROVIDER
+                and t.state is _T.SUSPENDED
+                and restarted.state is _T.STARTED
+                and t.format.endswith("-PULL")
+            ):
+                # The consumer restarted a pull transfer whose token was revoked at suspension: answer with
+                # a fresh data address in our own TransferStartMessage (STARTING, sent by the worker).
+                t = self.provider_start(t, conn)
+            else:
+                t = restarted
             if t.side is Side.PROVIDER and t.state in (_T.SUSPENDED, _T.COMPLETED, _T.TERMINATED):
                 self.dataplane.revoke(conn, t.id)
             self.transfers.save(t, conn)

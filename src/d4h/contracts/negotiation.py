@@ -324,6 +324,39 @@ def on_termination(
     return advance(n, _N.TERMINATED, at=at, error_detail=detail)
 
 
+REDELIVERED_IN: dict[tuple[Side, str], frozenset[NegotiationState]] = {
+    (Side.PROVIDER, "ACCEPTED"): frozenset(
+        {_N.ACCEPTED, _N.AGREEING, _N.AGREED, _N.VERIFIED, _N.FINALIZING, _N.FINALIZED}
+    ),
+    (Side.PROVIDER, "ContractAgreementVerificationMessage"): frozenset(
+        {_N.VERIFIED, _N.FINALIZING, _N.FINALIZED}
+    ),
+    (Side.CONSUMER, "ContractAgreementMessage"): frozenset(
+        {_N.AGREED, _N.VERIFYING, _N.VERIFIED, _N.FINALIZED}
+    ),
+    (Side.CONSUMER, "FINALIZED"): frozenset({_N.FINALIZED}),
+}
+"""States in which a message was already received and acted on (message → states past its move)."""
+
+
+def is_redelivery(n: ContractNegotiation, message: NegotiationMessage) -> bool:
+    """A message we already took, sent again by a peer killed after our ACK but before it recorded it.
+
+    The peer resumes its ``-ING`` state and re-sends; refusing it as illegal would terminate a negotiation
+    both sides agree on. It is answered with our current state instead, changing nothing (and auditing nothing).
+    """
+    if isinstance(message, ContractNegotiationTerminationMessage):
+        return False  # a terminated side refuses it; the sender then records its own termination
+    key = (
+        message.eventType if isinstance(message, ContractNegotiationEventMessage) else type(message).__name__
+    )
+    if n.state not in REDELIVERED_IN.get((n.side, key), frozenset()):
+        return False
+    if isinstance(message, ContractAgreementMessage):  # the same agreement, not a different one
+        return n.agreement is not None and n.agreement.id == message.agreement.id
+    return True
+
+
 def on_message(n: ContractNegotiation, message: NegotiationMessage, *, at: datetime) -> ContractNegotiation:
     """Dispatch a non-initial negotiation message to its ``on_*`` function."""
     match message:

@@ -10,7 +10,7 @@ import logging
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from sqlalchemy import Connection, Engine
@@ -144,6 +144,10 @@ class SendNegotiations:
         try:
             ack = c.dsp.post(n.counter_party_address, negotiation_path(msg, n.side), n.counter_party_id, body)
         except PeerRefused as exc:
+            if "illegal-transition" in exc.message and "illegal-transition" not in (n.error_detail or ""):
+                # The first refusal since the peer was last unreachable: its lag counts from now, not from the
+                # attempts its downtime used up (which left no grace at all after a long restart).
+                n = replace(n, state_count=1)
             if "illegal-transition" in exc.message and n.state_count < LAGGING_PEER_ATTEMPTS:
                 # A peer recovering from a crash can lag one step behind us (it sent its message, we acted
                 # on it, it lost the record of our ACK and is about to re-send): give it a few attempts.

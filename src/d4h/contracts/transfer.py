@@ -226,9 +226,14 @@ def _peer_detail(what: str, code: str | None, reasons: tuple[Reason, ...] | None
 def on_start(t: TransferProcess, message: TransferStartMessage, *, at: datetime) -> TransferProcess:
     """The peer started the transfer (consumer: from ``REQUESTED``) or restarted it (either: from ``SUSPENDED``).
 
-    A data address in the message replaces the one held (the provider's new endpoint and token).
+    A data address in the message replaces the one held (the provider's new endpoint and token), also in
+    ``STARTED`` at the consumer: the provider's answer to the consumer's restart of a pull transfer.
     """
     t = _adopt_pids(t, message.providerPid, message.consumerPid)
+    if t.side is Side.CONSUMER and t.state is _T.STARTED and message.dataAddress is not None:
+        # After our restart of a pull transfer the provider sends the fresh endpoint and token (the old
+        # token was revoked at suspension): take the address, the state stays STARTED.
+        return replace(t, data_address=message.dataAddress, state_timestamp=at)
     started = _receive(t, "TransferStartMessage", at=at)
     if message.dataAddress is not None:
         started = replace(started, data_address=message.dataAddress)

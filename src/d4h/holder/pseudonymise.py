@@ -9,6 +9,7 @@ appends a key and re-keys stored ids with the new key alone, because source iden
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import hmac
 import json
@@ -137,9 +138,23 @@ def save_secret(path: Path, secret: NodeSecret) -> None:
 
 
 def load_or_create_secret(path: Path) -> NodeSecret:
-    """The node secret at ``path``, created with one random key when absent."""
+    """The node secret at ``path``, created with one random key when absent.
+
+    First writer wins: the complete file is hard-linked into place, which fails if it exists, so threads or
+    processes of one node that race to create it all use the same key (row-set fingerprints stay comparable).
+    """
     if not path.exists():
-        save_secret(path, NodeSecret((secrets.token_bytes(KEY_BYTES),)))
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(f"{path.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp")
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        try:
+            with os.fdopen(fd, "w", encoding="utf-8") as fh:
+                json.dump({"version": 1, "keys": [secrets.token_bytes(KEY_BYTES).hex()]}, fh)
+            os.chmod(tmp, 0o600)
+            with contextlib.suppress(FileExistsError):
+                os.link(tmp, path)
+        finally:
+            tmp.unlink(missing_ok=True)
     return load_secret(path)
 
 

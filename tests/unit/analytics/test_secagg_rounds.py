@@ -94,3 +94,22 @@ def test_sum_is_garbage_when_coordinator_shows_holders_different_key_sets() -> N
     shares.append(secagg.mask(split_view, "c", keys["c"][0], [1.0, 1.0]))
     total = secagg.unmask_sum(honest, shares)
     assert np.max(np.abs(total - 4.0)) > 1.0
+
+
+def test_share_masked_for_an_earlier_round_fails_the_sum_instead_of_corrupting_it() -> None:
+    # A coordinator resumed after a crash may get one holder's recorded share of an earlier attempt: its
+    # masks do not cancel with the new round's, so it must count as missing, never be added.
+    names = ["a", "b", "c"]
+    keys = {h: secagg.generate_keypair() for h in names}
+    publics = {h: k[1] for h, k in keys.items()}
+    earlier = secagg.open_round("run-1.s1-earlier", publics, 2)
+    current = secagg.open_round("run-1.s1", publics, 2)
+    stale = secagg.mask(earlier, "a", keys["a"][0], [5.0, 6.0])
+    fresh = [secagg.mask(current, h, keys[h][0], [1.0, 2.0]) for h in ("b", "c")]
+    with pytest.raises(secagg.SecAggDropout) as err:
+        secagg.unmask_sum(current, [stale, *fresh])
+    assert err.value.missing == ("a",)
+    # The same shares relabelled as the current round would unmask to garbage: the label is what protects.
+    relabelled = secagg.MaskedShare(current.round_id, "a", stale.data)
+    wrong = secagg.unmask_sum(current, [relabelled, *fresh])
+    assert np.max(np.abs(wrong - np.array([7.0, 10.0]))) > 1.0

@@ -135,7 +135,7 @@ NEGATIVE: dict[str, tuple[list[tuple[Side, str]], Side, m.BaseModel]] = {
     "provider_start_before_started": ([], P, START),
     "completed_gets_termination": ([(P, "start"), (P, "complete")], C, TERMINATE),
     "terminated_gets_termination": ([(C, "terminate")], P, TERMINATE),
-    "started_gets_start": ([(P, "start")], C, START),
+    "started_gets_start_without_address": ([(P, "start")], C, START.model_copy(update={"dataAddress": None})),
 }
 
 
@@ -145,6 +145,14 @@ def test_illegal_message_raises_when_received(case: str) -> None:
     consumer, provider = _play(steps)
     with pytest.raises(IllegalTransition):
         tp.on_message(provider if side is P else consumer, message, at=LATER)  # type: ignore[arg-type]
+
+
+def test_fresh_data_address_is_taken_in_started_when_the_provider_answers_a_consumer_restart() -> None:
+    consumer, _ = _play([(P, "start")])
+    fresh = ADDRESS.model_copy(update={"endpoint": "https://provider.example/data/2"})
+    after = tp.on_message(consumer, START.model_copy(update={"dataAddress": fresh}), at=LATER)
+    assert after.state is consumer.state
+    assert after.data_address == fresh
 
 
 def test_suspension_reason_objects_become_error_detail_when_received() -> None:

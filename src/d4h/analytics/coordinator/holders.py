@@ -21,6 +21,7 @@ import numpy as np
 from d4h.analytics import secagg
 from d4h.analytics.disclosure import DisclosureAction
 from d4h.analytics.wire import AnalysisRun, HolderStatus, SecAggSpec, TaskReply, TaskRequest
+from d4h.contracts.connector import served_by
 from d4h.errors import Conflict, D4HError, PolicyDenied, Unavailable, UserError
 from d4h.node.context import NodeContext
 
@@ -62,6 +63,9 @@ def channels_for(node: NodeContext, transfer_ids: list[str]) -> list[Channel]:
         endpoint = t.data_address.endpoint
         if not token or not endpoint:
             raise Conflict(f"transfer {tid} has no data token")
+        if not served_by(t.counter_party_id, endpoint, dev_mode=node.settings.dev_mode):
+            # The provider chose the address: tasks and the token go only to its own origin (no SSRF).
+            raise UserError(f"transfer {tid}: data address {endpoint} is not served by {t.counter_party_id}")
         if t.counter_party_id in seen:
             raise UserError(f"two transfers name the same holder {t.counter_party_id}: one per holder")
         seen.add(t.counter_party_id)
@@ -107,6 +111,7 @@ class HolderSet:
         self._pool = ThreadPoolExecutor(max_workers=max(1, len(channels)), thread_name_prefix="fanout")
         self._lock = threading.Lock()
         self._seq: dict[str, int] = {}
+        self._secure_rounds = 0
         self.permits: set[str] = set()
         self.row_sets: dict[str, str] = {}
         self.pooled_actions: list[str] = []
@@ -240,7 +245,11 @@ class HolderSet:
     def secure_sum(self, phase: str, state: Mapping[str, Any], length: int) -> np.ndarray:
         """Keys round, then masked round; a holder missing from either fails the sum (no partial sums)."""
         keys = self.ask("keys", {})
-        round_id = f"{self.run.id}.r{uuid.uuid4().hex[:8]}"
+        # Deterministic per run: a coordinator resumed after a crash replays the same steps, gets the
+        # holders' recorded keys and shares of this round again, and the masks still cancel.
+        with self._lock:
+            self._secure_rounds += 1
+            round_id = f"{self.run.id}.s{self._secure_rounds}"
         spec = SecAggSpec(
             round_id=round_id,
             public_keys={h: k["public_key"] for h, k in keys.items()},
@@ -259,7 +268,12 @@ class HolderSet:
         round_ = secagg.SecAggRound(round_id, {h: unb64(k) for h, k in spec.public_keys.items()}, length)
         return secagg.unmask_sum(
             round_,
-            [secagg.MaskedShare(round_id, h, tuple(int(v) for v in p["share"])) for h, p in shares.items()],
+            # Each share names the round it was masked for: one from another round (a recorded answer of an
+            # earlier attempt) counts as missing, so the sum fails instead of coming out wrong.
+            [
+                secagg.MaskedShare(str(p.get("round_id", "")), h, tuple(int(v) for v in p["share"]))
+                for h, p in shares.items()
+            ],
         )
 
 

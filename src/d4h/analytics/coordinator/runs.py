@@ -38,7 +38,9 @@ TRANSITIONS: frozenset[tuple[RunState, RunState]] = frozenset(
     }
 )
 LEASE_KIND = "analysis-run"
-LEASE_S = 120.0
+# Renewed by every worker round while the run executes, so a long run keeps it, and the run of a coordinator
+# killed mid-run (its lease never released) is resumed by the restarted node within this many seconds.
+LEASE_S = 20.0
 
 
 def move(run: AnalysisRun, to: RunState, **changes: Any) -> AnalysisRun:
@@ -151,6 +153,12 @@ class Coordinator:
         """Worker processor: hand open runs to the pool (one lease per run)."""
         started = 0
         now = self._node.clock.now().timestamp()
+        with self._lock:
+            executing = sorted(self._running)
+        if executing:
+            with transaction(self._node.engine) as conn:
+                for run_id in executing:
+                    leases.acquire(conn, LEASE_KIND, run_id, self.owner, now=now, duration=LEASE_S)
         for run_id in self.store.open_ids():
             with self._lock:
                 if run_id in self._running:
@@ -174,6 +182,8 @@ class Coordinator:
         node = self._node
         try:
             run = self.store.get(run_id)
+            if run.state not in ("PENDING", "RUNNING"):
+                return  # another process finished it between our listing and our lease: nothing to do
             run = move(run, "RUNNING")
             self.store.save(run, node.clock.now().isoformat())
             channels = channels_for(node, run.request.transfers)

@@ -7,9 +7,11 @@ task is either fully recorded and released or not at all.
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
+from contextlib import contextmanager, nullcontext
 from typing import Any
 
-from sqlalchemy import Connection, Engine, insert, select, update
+from sqlalchemy import Connection, Engine, insert, select, text, update
 
 from d4h.analytics.differencing import RowSet
 from d4h.analytics.dp import PrivacyBudget
@@ -21,9 +23,22 @@ class Ledger:
     def __init__(self, engine: Engine) -> None:
         self._engine = engine
 
-    def reply_of(self, task_id: str) -> tuple[str, str] | None:
+    @contextmanager
+    def _reading(self, conn: Connection | None) -> Iterator[Connection]:
+        """Read in the caller's transaction when given one (to see what it holds locked), else on its own."""
+        with nullcontext(conn) if conn is not None else reading(self._engine) as c:
+            yield c
+
+    def lock_project(self, conn: Connection, project: str) -> None:
+        """Serialise the check-and-record of one project's tasks across threads and processes until ``conn``'s
+        transaction ends. SQLite's IMMEDIATE transactions already are serial; PostgreSQL takes an advisory lock."""
+        if conn.dialect.name == "postgresql":
+            key = "d4h-analysis-project|" + project
+            conn.execute(text("SELECT pg_advisory_xact_lock(hashtextextended(:key, 0))"), {"key": key})
+
+    def reply_of(self, task_id: str, conn: Connection | None = None) -> tuple[str, str] | None:
         """(transfer id, reply JSON) of a task already answered: a retried task gets the same answer."""
-        with reading(self._engine) as conn:
+        with self._reading(conn) as conn:
             row = conn.execute(
                 select(analysis_tasks.c.transfer_id, analysis_tasks.c.reply).where(
                     analysis_tasks.c.task_id == task_id
@@ -59,20 +74,22 @@ class Ledger:
             })  # fmt: skip
         return out
 
-    def known(self, project: str, digest: str) -> bool:
+    def known(self, project: str, digest: str, conn: Connection | None = None) -> bool:
         c = analysis_row_sets.c
-        with reading(self._engine) as conn:
+        with self._reading(conn) as conn:
             row = conn.execute(select(c.id).where(c.project == project, c.digest == digest)).first()
         return row is not None
 
-    def history(self, project: str, *, near_size: int | None = None, within: int = 0) -> list[RowSet]:
+    def history(
+        self, project: str, *, near_size: int | None = None, within: int = 0, conn: Connection | None = None
+    ) -> list[RowSet]:
         """The project's earlier row sets; with ``near_size``, only those whose size is within ``within`` of it
         (a larger size gap already bounds the symmetric difference, so their members need not be read)."""
         c = analysis_row_sets.c
         query = select(analysis_row_sets).where(c.project == project)
         if near_size is not None:
             query = query.where(c.size > near_size - within, c.size < near_size + within)
-        with reading(self._engine) as conn:
+        with self._reading(conn) as conn:
             rows = conn.execute(query).fetchall()
         return [RowSet(r.project, r.digest, r.size, bytes(r.members)) for r in rows]
 

@@ -325,6 +325,22 @@ class Executor:
             "disclosure": [a.as_dict() for a in actions],
         }
         with transaction(node.engine) as conn:
+            # Tasks of one project may run at once (threads, processes): the row-set check and the record are
+            # one step under the project's lock, so near-duplicate row sets cannot both pass unseen.
+            self.ledger.lock_project(conn, facts.project)
+            recorded = self.ledger.reply_of(req.task_id, conn)
+            if recorded is not None:  # the same task, answered meanwhile
+                if recorded[0] != transfer_id:
+                    raise Conflict(f"task id {req.task_id} was already used on another transfer")
+                return TaskReply.model_validate_json(recorded[1])
+            known = self.ledger.known(facts.project, rows.digest, conn)
+            if not known:
+                within = policy.min_complement_size
+                check_differencing(
+                    rows,
+                    self.ledger.history(facts.project, near_size=rows.size, within=within, conn=conn),
+                    policy,
+                )
             if spend is not None and not self.ledger.charge(conn, spend[0], spend[1], spend[2], at):
                 raise refuse(Rule.DP_BUDGET, f"permit {facts.project}", "privacy budget exhausted")
             self.ledger.record(
@@ -358,7 +374,7 @@ class Executor:
         private = self._private_key(req)
         self._check_peers(req, private.public_key().public_bytes(Encoding.Raw, PublicFormat.Raw))
         share = secagg.mask(round_, own, private, vector)
-        return {"share": [str(v) for v in share.data]}
+        return {"share": [str(v) for v in share.data], "round_id": spec.round_id}
 
     def _dp_release(
         self,
