@@ -258,7 +258,7 @@ def _chain(space: Space) -> float:
     tid = user.post("/api/v1/transfers", json=body).raise_for_status().json()["id"]
     t = _poll(user, f"/api/v1/transfers/{tid}", ("STARTED", "TERMINATED"), deadline)
     if t["state"] != "STARTED":
-        raise ChainFailed(f"transfer {tid} {t['state']}")
+        raise ChainFailed(f"transfer {tid} {t['state']}: {t.get('error_detail')}")
     run = user.post(
         "/api/v1/analyses", json={"function": "feasibility", "transfers": [tid]}
     ).raise_for_status()

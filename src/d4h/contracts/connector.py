@@ -233,19 +233,21 @@ class Connector:
         try:
             return self.agreements.get(agreement_id)
         except NotFound:
-            finalizing = [
-                n
-                for n in self.negotiations.active()
-                if n.side is Side.PROVIDER
-                and n.state is _N.FINALIZING
-                and n.counter_party_id == caller
-                and n.agreement is not None
-                and n.agreement.id == agreement_id
-            ]
-            if not finalizing:
-                raise
-        with self.negotiations.leased(finalizing[0].id, self.instance_id):
-            return self.agreements.get(agreement_id)
+            pass
+        finalizing = [
+            n.id
+            for n in self.negotiations.active()
+            if n.side is Side.PROVIDER
+            and n.state is _N.FINALIZING
+            and n.counter_party_id == caller
+            and n.agreement is not None
+            and n.agreement.id == agreement_id
+        ]
+        if finalizing:
+            with self.negotiations.leased(finalizing[0], self.instance_id):
+                pass
+        # Read again in any case: the worker may have saved it between our first read and the listing.
+        return self.agreements.get(agreement_id)
 
     def notify_transfer_request(self, caller: Counterparty, body: Any) -> tuple[dict[str, Any], bool]:
         msg = parse_message(body, expect=(TransferRequestMessage,))
