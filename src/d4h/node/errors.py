@@ -7,6 +7,7 @@ import logging
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel
+from sqlalchemy.exc import OperationalError
 from starlette.exceptions import HTTPException
 
 from d4h.errors import (
@@ -60,6 +61,11 @@ ERROR_RESPONSES: dict[int | str, dict[str, object]] = {
 _HTTP_CODES = {400: "bad_request", 404: "not_found", 405: "method_not_allowed", 413: "too_large"}
 
 
+def database_busy(exc: OperationalError) -> bool:
+    """A lock wait that ran out (SQLite's busy timeout): the same request can succeed a moment later."""
+    return "database is locked" in str(exc.orig) or "database is busy" in str(exc.orig)
+
+
 def status_for(exc: D4HError) -> int:
     for kind, status in STATUS_BY_ERROR:
         if isinstance(exc, kind):
@@ -90,6 +96,15 @@ def install(app: FastAPI) -> None:
         code = _HTTP_CODES.get(exc.status_code, f"http_{exc.status_code}")
         body = {"error": code, "message": str(exc.detail)}
         return JSONResponse(status_code=exc.status_code, content=body, headers=exc.headers)
+
+    @app.exception_handler(OperationalError)
+    async def _database_busy(request: Request, exc: OperationalError) -> JSONResponse:
+        # SQLite writers queue on one lock; past the busy timeout the request is retryable, not a fault.
+        if database_busy(exc):
+            _log.warning("database busy", extra={"path": request.url.path})
+            body = {"error": "unavailable", "message": "the node's database is busy; try again"}
+            return JSONResponse(status_code=503, content=body, headers={"Retry-After": "1"})
+        return await _unexpected(request, exc)
 
     @app.exception_handler(Exception)
     async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
