@@ -56,6 +56,12 @@ def served_by(did: str, address: str, *, dev_mode: bool) -> bool:
     return address == root or address.startswith(root + "/")
 
 
+# A provider's data tokens die as soon as a transfer is on its way out of STARTED (decided or told by the peer).
+_TOKEN_REVOKING_STATES = frozenset(
+    {_T.SUSPENDING, _T.SUSPENDED, _T.COMPLETING, _T.COMPLETED, _T.TERMINATING, _T.TERMINATED}
+)
+
+
 @dataclass
 class Connector:
     engine: Engine
@@ -297,9 +303,7 @@ class Connector:
                 t = self.provider_start(t, conn)
             else:
                 t = restarted
-            if t.side is Side.PROVIDER and t.state in (_T.SUSPENDED, _T.COMPLETED, _T.TERMINATED):
-                self.dataplane.revoke(conn, t.id)
-            self.transfers.save(t, conn)
+            self.save_transfer(t, conn)
             self._audit(
                 conn, caller.did, f"transfer.{t.state.value.lower()}", t.id, message=type(msg).__name__
             )
@@ -393,14 +397,7 @@ class Connector:
     ) -> TransferProcess:
         with self.transfers.locked(process_id, self.instance_id) as conn:
             t = change(self.transfers.get(process_id, conn))
-            if t.side is Side.PROVIDER and t.state in (
-                _T.SUSPENDING,
-                _T.COMPLETING,
-                _T.TERMINATING,
-                _T.TERMINATED,
-            ):
-                self.dataplane.revoke(conn, t.id)
-            self.transfers.save(t, conn)
+            self.save_transfer(t, conn)
             self._audit(conn, actor, action, t.id, state=t.state.value)
         if not self.act_on_transfer(t):
             self.wake()
@@ -411,11 +408,17 @@ class Connector:
         with self.transfers.locked(process_id, self.instance_id) as conn:
             t = self.transfers.get(process_id, conn)
             t = self.provider_start(t, conn) if t.side is Side.PROVIDER else tp.start(t, at=self._now())
-            self.transfers.save(t, conn)
+            self.save_transfer(t, conn)
             self._audit(conn, actor, "transfer.resume", t.id)
         if not self.act_on_transfer(t):
             self.wake()
         return t
+
+    def save_transfer(self, t: TransferProcess, conn: Any, *, next_attempt_at: float | None = None) -> None:
+        """Save ``t``; a provider transfer leaving ``STARTED`` revokes its data tokens in the same transaction."""
+        if t.side is Side.PROVIDER and t.state in _TOKEN_REVOKING_STATES:
+            self.dataplane.revoke(conn, t.id)
+        self.transfers.save(t, conn, next_attempt_at=next_attempt_at)
 
     def provider_start(self, t: TransferProcess, conn: Any) -> TransferProcess:
         """Provider: issue a data address (fresh token) and move to STARTING."""

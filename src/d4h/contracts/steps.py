@@ -221,14 +221,12 @@ class SendTransfers:
             )
         except PeerRefused as exc:
             with claim.final(c.engine) as conn:
-                c.transfers.save(tp.advance(t, _T.TERMINATED, at=now, error_detail=exc.message), conn)
-                c.dataplane.revoke(conn, t.id)
+                c.save_transfer(tp.advance(t, _T.TERMINATED, at=now, error_detail=exc.message), conn)
             return 1
         except Unavailable as exc:
             with claim.final(c.engine) as conn:
                 if t.state_count >= MAX_ATTEMPTS:
-                    c.transfers.save(tp.advance(t, _T.TERMINATED, at=now, error_detail=exc.message), conn)
-                    c.dataplane.revoke(conn, t.id)
+                    c.save_transfer(tp.advance(t, _T.TERMINATED, at=now, error_detail=exc.message), conn)
                 else:
                     t2 = tp.retry(t, at=now, error=exc.message)
                     c.transfers.save(t2, conn, next_attempt_at=time.time() + _backoff(t2.state_count))
@@ -453,14 +451,7 @@ class DecideTransfers:
                 new = tp.suspend(t, at=now, reason="suspended by the " + t.side.value)
             else:
                 new = tp.terminate(t, at=now, reason="terminated by the " + t.side.value)
-            if t.side is Side.PROVIDER and new.state in (
-                _T.SUSPENDING,
-                _T.COMPLETING,
-                _T.TERMINATING,
-                _T.TERMINATED,
-            ):
-                c.dataplane.revoke(conn, t.id)
-            c.transfers.save(new, conn)
+            c.save_transfer(new, conn)
             c.audit.append(actor=c.own_did, action=f"transfer.decide.{action}", obj=t.id, conn=conn)
         return new
 
