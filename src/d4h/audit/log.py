@@ -18,7 +18,7 @@ from sqlalchemy import Connection, Engine, PoolProxiedConnection, func, insert, 
 
 from d4h.audit.chain import AuditEntry, StoredRow, VerifyReport, link, params_digest, verify_rows
 from d4h.clock import Clock, utc_iso
-from d4h.store.db import reading, transaction
+from d4h.store.db import reading, transaction, writer_slot
 from d4h.store.tables.audit import audit_checkpoints, audit_entries, audit_head
 
 
@@ -83,7 +83,7 @@ class AuditLog:
     def _append_own(self, events: Sequence[AuditEvent]) -> list[AuditEntry]:
         # A standalone append keeps one raw connection: pool checkout and reset cost more than
         # the append itself. The database lock, not this mutex, orders appends across processes.
-        with self._mutex:
+        with self._mutex, writer_slot(self._engine):
             if self._raw is None:
                 self._raw = self._engine.raw_connection()
             raw = self._raw

@@ -105,22 +105,16 @@ class Connector:
             raise UserError(f"callbackAddress {address} is not served by the caller {caller_did}")
 
     def _negotiation_by_pid(self, pid: str, caller: str) -> ContractNegotiation:
-        for side in ("provider", "consumer"):
-            n = self.negotiations.by_pid(side=side, own_pid=pid)
-            if n is not None:
-                if n.counter_party_id != caller:
-                    break  # another participant's process: answer as if unknown
-                return n
-        raise NotFound(f"negotiation {pid} not found")
+        n = self.negotiations.by_own_pid(pid)
+        if n is None or n.counter_party_id != caller:  # another participant's process: answer as if unknown
+            raise NotFound(f"negotiation {pid} not found")
+        return n
 
     def _transfer_by_pid(self, pid: str, caller: str) -> TransferProcess:
-        for side in ("provider", "consumer"):
-            t = self.transfers.by_pid(side=side, own_pid=pid)
-            if t is not None:
-                if t.counter_party_id != caller:
-                    break
-                return t
-        raise NotFound(f"transfer {pid} not found")
+        t = self.transfers.by_own_pid(pid)
+        if t is None or t.counter_party_id != caller:
+            raise NotFound(f"transfer {pid} not found")
+        return t
 
     def _audit(self, conn: Any, actor: str, action: str, obj: str, **params: Any) -> None:
         self.audit.append(actor=actor, action=action, obj=obj, params=params, conn=conn)

@@ -10,19 +10,19 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from typing import Any, Generic, TypeVar
 
 import orjson
-from sqlalchemy import Connection, Engine, Table, bindparam, insert, or_, select, update
+from sqlalchemy import Connection, Engine, Table, bindparam, or_, select
 
 from d4h.contracts.codec import decode_negotiation, decode_transfer, encode_negotiation, encode_transfer
 from d4h.contracts.negotiation import ContractNegotiation
 from d4h.contracts.states import NEGOTIATION_SENDING, TRANSFER_SENDING
 from d4h.contracts.transfer import TransferProcess
 from d4h.errors import NotFound, Unavailable
-from d4h.store import leases
-from d4h.store.db import reading, transaction
+from d4h.store import leases, raw
+from d4h.store.db import reading, transaction, writer_slot
 from d4h.store.tables.connector import agreements, negotiations, transfers
 
 P = TypeVar("P", ContractNegotiation, TransferProcess)
@@ -60,6 +60,37 @@ class ProcessStore(Generic[P]):
             .limit(bindparam("limit"))
         )
         self._get_query = select(table.c.doc).where(table.c.id == bindparam("id"))
+        # The statements every DSP message runs go to the driver directly (see d4h.store.raw).
+        name = table.name
+        self._columns = [
+            "side",
+            "state",
+            "pending",
+            "consumer_pid",
+            "provider_pid",
+            "counter_party_id",
+            "doc",
+        ]
+        self._columns += ["updated_at", "next_attempt_at"]
+        if "agreement_id" in table.c:
+            self._columns.append("agreement_id")
+        listed = ", ".join(self._columns)
+        self._insert = raw.Sql(
+            f"INSERT INTO {name} (id, caller, {listed}) VALUES (:id, :caller, {', '.join(':' + c for c in self._columns)})"  # noqa: S608 - constant names
+        )
+        self._update = raw.Sql(
+            f"UPDATE {name} SET {', '.join(f'{c} = :{c}' for c in self._columns)} WHERE id = :id"  # noqa: S608
+        )
+        self._get = raw.Sql(f"SELECT doc FROM {name} WHERE id = :id")  # noqa: S608 - constant names
+        self._caller = raw.Sql(f"SELECT caller FROM {name} WHERE id = :id")  # noqa: S608
+        self._by_own_pid = raw.Sql(
+            f"SELECT doc FROM {name} WHERE (provider_pid = :pid AND side = 'provider')"  # noqa: S608
+            " OR (consumer_pid = :pid AND side = 'consumer') ORDER BY side DESC"
+        )
+        self._by_consumer_pid = raw.Sql(
+            f"SELECT doc FROM {name} WHERE consumer_pid = :pid AND side = 'provider'"  # noqa: S608
+            " AND counter_party_id = :party"
+        )
         self._changes = 0
         self._changes_lock = threading.Lock()
 
@@ -91,55 +122,50 @@ class ProcessStore(Generic[P]):
 
     def create(self, p: P, conn: Connection, *, caller: dict[str, Any] | None = None) -> None:
         values = self._values(p, next_attempt_at=0.0)
+        values["id"] = p.id
         values["caller"] = None if caller is None else orjson.dumps(caller).decode()
-        conn.execute(insert(self._table).values(id=p.id, **values))
+        raw.write(conn, self._insert, values)
         self._changed()
 
     def caller_of(self, process_id: str) -> dict[str, Any] | None:
         """The counter-party as verified when it opened the process (for later policy decisions)."""
-        row = self._one(select(self._table.c.caller).where(self._table.c.id == process_id), None)
+        with reading(self._engine) as conn:
+            row = raw.first(conn, self._caller, {"id": process_id})
         return None if row is None or row[0] is None else dict(orjson.loads(row[0]))
 
     def save(self, p: P, conn: Connection, *, next_attempt_at: float | None = None) -> None:
         # An entity entering a new -ING state is due at once; a retry passes its backoff time.
         due = next_attempt_at if next_attempt_at is not None else 0.0
-        conn.execute(
-            update(self._table).where(self._table.c.id == p.id).values(**self._values(p, next_attempt_at=due))
-        )
+        values = self._values(p, next_attempt_at=due)
+        values["id"] = p.id
+        raw.write(conn, self._update, values)
         self._changed()
 
     def get(self, process_id: str, conn: Connection | None = None) -> P:
         if conn is not None:
-            row = conn.execute(self._get_query, {"id": process_id}).first()
+            row = raw.first(conn, self._get, {"id": process_id})
         else:
             with reading(self._engine) as c:
-                row = c.execute(self._get_query, {"id": process_id}).first()
+                row = raw.first(c, self._get, {"id": process_id})
         if row is None:
             raise NotFound(f"{self.kind} {process_id} not found")
         return self._decode(row[0])
 
-    def by_pid(self, *, side: str, own_pid: str, conn: Connection | None = None) -> P | None:
-        column = self._table.c.provider_pid if side == "provider" else self._table.c.consumer_pid
-        query = select(self._table.c.doc).where(column == own_pid, self._table.c.side == side)
-        row = self._one(query, conn)
+    def by_own_pid(self, own_pid: str) -> P | None:
+        """The process this node calls ``own_pid`` on either side (the provider side first)."""
+        row = self._raw_one(self._by_own_pid, {"pid": own_pid}, None)
         return None if row is None else self._decode(row[0])
 
     def find_by_consumer_pid(self, consumer_pid: str, counter_party: str, conn: Connection) -> P | None:
         """Provider side: a process a consumer already opened (idempotent initial requests)."""
-        row = conn.execute(
-            select(self._table.c.doc).where(
-                self._table.c.consumer_pid == consumer_pid,
-                self._table.c.side == "provider",
-                self._table.c.counter_party_id == counter_party,
-            )
-        ).first()
+        row = raw.first(conn, self._by_consumer_pid, {"pid": consumer_pid, "party": counter_party})
         return None if row is None else self._decode(row[0])
 
-    def _one(self, query: Any, conn: Connection | None) -> Any:
+    def _raw_one(self, stmt: raw.Sql, params: dict[str, Any], conn: Connection | None) -> Any:
         if conn is not None:
-            return conn.execute(query).first()
+            return raw.first(conn, stmt, params)
         with reading(self._engine) as c:
-            return c.execute(query).first()
+            return raw.first(c, stmt, params)
 
     def recent(self, *, limit: int = 100, offset: int = 0) -> list[P]:
         with reading(self._engine) as conn:
@@ -237,9 +263,12 @@ class ProcessStore(Generic[P]):
         cost of one transaction instead of three; waits (bounded) while another holder has the lease.
         """
         holder = self._holder(holder)
-        with self._engine.connect() as conn:
+        with self._engine.connect() as conn, ExitStack() as writing:
 
             def attempt() -> bool:
+                # The writer slot is held from BEGIN to the end of the transaction, never while waiting.
+                slot = writer_slot(self._engine)
+                slot.__enter__()
                 tx = conn.begin()
                 try:
                     got = leases.acquire(
@@ -247,10 +276,13 @@ class ProcessStore(Generic[P]):
                     )
                 except BaseException:
                     tx.rollback()
+                    slot.__exit__(None, None, None)
                     raise
                 if not got:
                     tx.rollback()
+                    slot.__exit__(None, None, None)
                     return False
+                writing.push(slot)
                 return True
 
             self._retry(attempt, process_id, wait_s)
@@ -307,6 +339,14 @@ def transfer_store(engine: Engine) -> ProcessStore[TransferProcess]:
     return ProcessStore(engine, transfers, "transfer", encode_transfer, decode_transfer, TRANSFER_SENDING)
 
 
+# An agreement is written once: a second save of the same id (a redelivered FINALIZED) changes nothing.
+_SAVE_AGREEMENT = raw.Sql(
+    "INSERT INTO agreements (id, negotiation_id, dataset_id, provider, consumer, doc, signed_at)"
+    " VALUES (:id, :negotiation_id, :dataset_id, :provider, :consumer, :doc, :signed_at)"
+    " ON CONFLICT (id) DO NOTHING"
+)
+
+
 class AgreementStore:
     def __init__(self, engine: Engine) -> None:
         self._engine = engine
@@ -320,21 +360,18 @@ class AgreementStore:
         signed_at: str,
         conn: Connection,
     ) -> None:
-        if (
-            conn.execute(select(agreements.c.id).where(agreements.c.id == agreement["@id"])).first()
-            is not None
-        ):
-            return
-        conn.execute(
-            insert(agreements).values(
-                id=agreement["@id"],
-                negotiation_id=negotiation_id,
-                dataset_id=dataset_id,
-                provider=agreement["assigner"],
-                consumer=agreement["assignee"],
-                doc=orjson.dumps(agreement).decode(),
-                signed_at=signed_at,
-            )
+        raw.write(
+            conn,
+            _SAVE_AGREEMENT,
+            {
+                "id": agreement["@id"],
+                "negotiation_id": negotiation_id,
+                "dataset_id": dataset_id,
+                "provider": agreement["assigner"],
+                "consumer": agreement["assignee"],
+                "doc": orjson.dumps(agreement).decode(),
+                "signed_at": signed_at,
+            },
         )
 
     def get(self, agreement_id: str) -> dict[str, Any]:

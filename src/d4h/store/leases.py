@@ -7,45 +7,35 @@ SQLite and PostgreSQL, so two processes can never both believe they hold the sam
 from __future__ import annotations
 
 from sqlalchemy import Connection, and_, delete, or_, select, update
-from sqlalchemy.dialects import postgresql, sqlite
 
+from d4h.store import raw
 from d4h.store.tables.leases import leases
+
+_ACQUIRE = raw.Sql(
+    "INSERT INTO leases (resource_kind, resource_id, leased_by, leased_at, expires_at)"
+    " VALUES (:kind, :rid, :holder, :now, :until)"
+    " ON CONFLICT (resource_kind, resource_id) DO UPDATE"
+    " SET leased_by = excluded.leased_by, leased_at = excluded.leased_at, expires_at = excluded.expires_at"
+    " WHERE leases.expires_at < :now OR leases.leased_by = :holder"
+    " RETURNING leased_by"
+)
+_RELEASE = raw.Sql(
+    "DELETE FROM leases WHERE resource_kind = :kind AND resource_id = :rid AND leased_by = :holder"
+)
 
 
 def acquire(
     conn: Connection, kind: str, resource_id: str, holder: str, *, now: float, duration: float
 ) -> bool:
     """Take or renew the lease; False when another holder has an unexpired lease."""
-    values = {
-        "resource_kind": kind,
-        "resource_id": resource_id,
-        "leased_by": holder,
-        "leased_at": now,
-        "expires_at": now + duration,
-    }
-    dialect_insert = postgresql.insert if conn.dialect.name == "postgresql" else sqlite.insert
-    stmt = dialect_insert(leases).values(**values)
-    stmt = stmt.on_conflict_do_update(
-        index_elements=[leases.c.resource_kind, leases.c.resource_id],
-        set_={"leased_by": holder, "leased_at": now, "expires_at": now + duration},
-        where=or_(leases.c.expires_at < now, leases.c.leased_by == holder),
-    )
     # RETURNING yields a row only when the insert or the guarded update happened (rowcount is
     # not reliable for upserts across drivers).
-    return conn.execute(stmt.returning(leases.c.leased_by)).first() is not None
+    params = {"kind": kind, "rid": resource_id, "holder": holder, "now": now, "until": now + duration}
+    return raw.first(conn, _ACQUIRE, params) is not None
 
 
 def release(conn: Connection, kind: str, resource_id: str, holder: str) -> bool:
-    result = conn.execute(
-        delete(leases).where(
-            and_(
-                leases.c.resource_kind == kind,
-                leases.c.resource_id == resource_id,
-                leases.c.leased_by == holder,
-            )
-        )
-    )
-    return result.rowcount == 1
+    return raw.write(conn, _RELEASE, {"kind": kind, "rid": resource_id, "holder": holder}) == 1
 
 
 def break_lease(conn: Connection, kind: str, resource_id: str) -> None:

@@ -10,14 +10,20 @@ from datetime import datetime
 from typing import Any
 
 from sqlalchemy import Engine, delete, insert, select, update
-from sqlalchemy.exc import IntegrityError
 
 from d4h.clock import Clock, utc_iso
 from d4h.errors import Conflict, NotFound
+from d4h.store import raw
 from d4h.store.db import reading, transaction
 from d4h.store.tables.trust import membership_applications, status_lists, trust_credentials, trust_replay
 from d4h.trust.presentations import StoredCredential
 from d4h.trust.status_list import BitstringStatusList
+
+# Runs on every authenticated call: straight to the driver (see d4h.store.raw). RETURNING yields a row
+# only when the id was new.
+_REMEMBER = raw.Sql(
+    "INSERT INTO trust_replay (jti, expires_at) VALUES (:jti, :until) ON CONFLICT (jti) DO NOTHING RETURNING jti"
+)
 
 
 class SqlReplayStore:
@@ -30,12 +36,9 @@ class SqlReplayStore:
         self._inserts = 0
 
     def remember(self, jti: str, expires_at: datetime) -> bool:
-        try:
-            with transaction(self._engine) as conn:
-                conn.execute(
-                    insert(trust_replay).values(jti=jti, expires_at=expires_at.timestamp() + self._retention)
-                )
-        except IntegrityError:
+        with transaction(self._engine) as conn:
+            seen = raw.first(conn, _REMEMBER, {"jti": jti, "until": expires_at.timestamp() + self._retention})
+        if seen is None:  # the id was there already: a replay
             return False
         self._inserts += 1
         if self._inserts % 500 == 0:
