@@ -18,6 +18,7 @@ from sqlalchemy import Engine, delete, insert, select
 from d4h.clock import Clock, utc_iso
 from d4h.errors import Conflict, NotFound, UserError
 from d4h.policy import Policy, PolicyType, parse_policy, to_jsonld
+from d4h.store import raw
 from d4h.store.db import reading, transaction
 from d4h.store.tables.connector import contract_definitions, datasets, policy_definitions
 
@@ -77,6 +78,12 @@ def offer_id(definition_id: str, dataset_id: str, policy: Policy) -> str:
     return f"{definition_id}:{dataset_id}:{digest}"
 
 
+# Every contract request looks up its offer (see ``find_offer``): straight to the driver (d4h.store.raw).
+_DEFINITION = raw.Sql(
+    "SELECT id, access_policy_id, contract_policy_id, dataset_ids FROM contract_definitions WHERE id = :id"
+)
+
+
 class Registry:
     def __init__(self, engine: Engine, clock: Clock) -> None:
         self._engine = engine
@@ -85,14 +92,20 @@ class Registry:
         self.offer_suffixes: dict[str, str] = {}
         # Policy definitions never change once created, so parsed policies can be kept (parsing costs ms).
         self._policies: dict[str, Policy] = {}
+        self._digests: dict[int, tuple[Policy, str]] = {}
 
     def offer_id_for(self, definition_id: str, dataset_id: str, policy: Policy) -> str:
         suffix = self.offer_suffixes.get(definition_id)
-        return (
-            f"{definition_id}:{dataset_id}:{suffix}"
-            if suffix
-            else offer_id(definition_id, dataset_id, policy)
-        )
+        if suffix:
+            return f"{definition_id}:{dataset_id}:{suffix}"
+        # Policies never change, so neither does their digest: hashing one per offer cost every request.
+        key = id(policy)
+        found = self._digests.get(key)
+        if found is None or found[0] is not policy:
+            if len(self._digests) > 10_000:
+                self._digests.clear()
+            found = self._digests[key] = (policy, offer_id("", "", policy).rsplit(":", 1)[1])
+        return f"{definition_id}:{dataset_id}:{found[1]}"
 
     # datasets
     def create_dataset(
@@ -239,8 +252,21 @@ class Registry:
         parts = offer_id_.split(":")
         if len(parts) < 3:
             raise NotFound(f"offer {offer_id_} is not known")
+        # Offer ids are "<definition>:<dataset>:<digest>": read the one definition it names, not all of them.
         dataset_id = ":".join(parts[1:-1])
-        for ref in self.offers_for(dataset_id):
-            if ref.offer_id == offer_id_:
-                return ref
+        with reading(self._engine) as conn:
+            row = raw.first(conn, _DEFINITION, {"id": parts[0]})
+        if row is not None:
+            cd = ContractDefinition(row[0], row[1], row[2], tuple(orjson.loads(row[3])))
+            if dataset_id in cd.dataset_ids:
+                contract = self.policy(cd.contract_policy_id)
+                ref = OfferRef(
+                    self.offer_id_for(cd.id, dataset_id, contract),
+                    dataset_id,
+                    cd,
+                    self.policy(cd.access_policy_id),
+                    contract,
+                )
+                if ref.offer_id == offer_id_:
+                    return ref
         raise NotFound(f"offer {offer_id_} is not known (or no longer offered)")

@@ -14,7 +14,7 @@ from contextlib import ExitStack, contextmanager
 from typing import Any, Generic, TypeVar
 
 import orjson
-from sqlalchemy import Connection, Engine, Table, bindparam, or_, select
+from sqlalchemy import Connection, Engine, Table, bindparam, func, or_, select
 
 from d4h.contracts.codec import decode_negotiation, decode_transfer, encode_negotiation, encode_transfer
 from d4h.contracts.negotiation import ContractNegotiation
@@ -177,17 +177,24 @@ class ProcessStore(Generic[P]):
             ).all()
         return [self._decode(r[0]) for r in rows]
 
-    def recent_docs(self, *, limit: int = 100, offset: int = 0) -> list[dict[str, Any]]:
+    def recent_docs(
+        self, *, limit: int = 100, offset: int = 0, states: Iterable[str] | None = None
+    ) -> list[dict[str, Any]]:
         """As ``recent``, as stored JSON documents: listings need a few fields, not validated values
-        (validating offers and agreements dominated the cost of a long listing)."""
+        (validating offers and agreements dominated the cost of a long listing). ``states`` narrows it."""
+        query = select(self._table.c.doc)
+        if states is not None:
+            query = query.where(self._table.c.state.in_(sorted(states)))
         with reading(self._engine) as conn:
             rows = conn.execute(
-                select(self._table.c.doc)
-                .order_by(self._table.c.updated_at.desc())
-                .limit(limit)
-                .offset(offset)
+                query.order_by(self._table.c.updated_at.desc()).limit(limit).offset(offset)
             ).all()
         return [dict(orjson.loads(r[0])) for r in rows]
+
+    def count_by_state(self) -> dict[str, int]:
+        with reading(self._engine) as conn:
+            rows = conn.execute(select(self._table.c.state, func.count()).group_by(self._table.c.state)).all()
+        return {str(state): int(n) for state, n in rows}
 
     def due(self, *, now: float, limit: int, states: Iterable[str] | None = None) -> list[str]:
         """Ids of processes in ``states`` (default: those owing the peer a message) that are due and not pending."""

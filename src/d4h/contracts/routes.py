@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Query
 from pydantic import BaseModel, Field
@@ -71,6 +71,12 @@ def _negotiation_listed(doc: dict[str, Any]) -> NegotiationPublic:
     )
 
 
+_StateFilter = Annotated[
+    list[NegotiationState] | None,
+    Query(description="only negotiations in these internal states (repeat the parameter for several)"),
+]
+
+
 class NegotiationStart(BaseModel):
     provider_url: str = Field(min_length=8, max_length=500, description="the provider node's base URL")
     offer: dict[str, Any] = Field(description="the catalog offer (with @id); target is set to dataset_id")
@@ -93,10 +99,18 @@ def list_negotiations(
     admin: AdminDep,
     offset: int = Query(0, ge=0, le=2**63 - 1),  # SQL's BIGINT: larger cannot be bound
     limit: int = Query(100, ge=1, le=1000),
+    state: _StateFilter = None,
 ) -> list[NegotiationPublic]:
-    return [
-        _negotiation_listed(d) for d in node.connector.negotiations.recent_docs(limit=limit, offset=offset)
-    ]
+    """Most recently changed first; ``state`` narrows to the negotiations an operator is waiting on."""
+    states = None if not state else [s.value for s in state]
+    docs = node.connector.negotiations.recent_docs(limit=limit, offset=offset, states=states)
+    return [_negotiation_listed(d) for d in docs]
+
+
+@router.get("/negotiations/summary", operation_id="contracts-negotiation-summary")
+def negotiation_summary(node: NodeDep, admin: AdminDep) -> dict[str, int]:
+    """How many negotiations are in each internal state (for dashboards and for waiting on a batch)."""
+    return node.connector.negotiations.count_by_state()
 
 
 @router.get("/negotiations/{negotiation_id}", operation_id="contracts-negotiation-get")

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 import httpx
+import orjson
 
 from d4h.contracts.states import Side
 from d4h.dsp.messages import (
@@ -97,8 +98,10 @@ class DspClient:
     def post(self, base: str, path: str, peer_did: str, body: dict[str, Any]) -> dict[str, Any] | None:
         """POST a message; returns the ACK body (if any). 4xx → PeerRefused; network/5xx → Unavailable."""
         url = base.rstrip("/") + path
+        headers = self._trust.authorization_for(peer_did)
+        headers["Content-Type"] = "application/json"
         try:
-            resp = self._http.post(url, json=body, headers=self._trust.authorization_for(peer_did))
+            resp = self._http.post(url, content=orjson.dumps(body), headers=headers)
         except httpx.HTTPError as exc:
             raise Unavailable(f"peer {url} unreachable: {exc}") from exc
         if 400 <= resp.status_code < 500:
@@ -110,8 +113,8 @@ class DspClient:
         if not resp.content:
             return None
         try:
-            data = resp.json()
-        except ValueError:
+            data = orjson.loads(resp.content)
+        except orjson.JSONDecodeError:
             return None
         return data if isinstance(data, dict) else None
 

@@ -20,7 +20,9 @@ _log = logging.getLogger("d4h.auth")
 _bearer = HTTPBearer(auto_error=False, description="Node admin token (secrets/admin.token)")
 
 
-def get_node(request: Request) -> NodeContext:
+# Dependencies that neither block nor wait are coroutines: FastAPI runs a plain function on its thread pool,
+# a hop that cost more than the dependency itself on every request.
+async def get_node(request: Request) -> NodeContext:
     node: NodeContext = request.app.state.node
     return node
 
@@ -28,7 +30,7 @@ def get_node(request: Request) -> NodeContext:
 NodeDep = Annotated[NodeContext, Depends(get_node)]
 
 
-def require_admin(
+async def require_admin(
     request: Request,
     node: NodeDep,
     credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],

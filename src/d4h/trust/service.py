@@ -10,7 +10,7 @@ import logging
 import threading
 import time
 from collections.abc import Collection, Sequence
-from datetime import timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -61,6 +61,10 @@ def ensure_keyring(keys_dir: Path, clock: Clock, algorithm: str = "Ed25519") -> 
     ring = new_keyring("P-256" if algorithm == "P-256" else "Ed25519", at=clock.now())
     save_keyring(ring, keys_dir)
     return ring
+
+
+# Well inside the access token's own lifetime (5 min), so a reused token never nears its expiry in flight.
+ACCESS_TOKEN_REUSE = timedelta(seconds=60)
 
 
 class _TtlCache:
@@ -117,6 +121,8 @@ class NodeTrust:
             PresentationCache(clock, ttl=timedelta(seconds=vp_cache_ttl_s)) if vp_cache_ttl_s > 0 else None
         )
         self._status_cache = _TtlCache(status_list_ttl_s)
+        self._access_tokens: dict[tuple[str, tuple[str, ...], str], tuple[datetime, str]] = {}
+        self._access_lock = threading.Lock()
 
     # -- identity -------------------------------------------------------------------------------
 
@@ -148,8 +154,25 @@ class NodeTrust:
     # -- outbound ------------------------------------------------------------------------------
 
     def access_token_for(self, verifier_did: str, scopes: Sequence[str] = DEFAULT_SCOPES) -> str:
-        """A short-lived token that lets ``verifier_did`` query our Credential Service for ``scopes``."""
-        return create_access_token(self.did, self.keyring.active, verifier_did, scopes, at=self._clock.now())
+        """A short-lived token that lets ``verifier_did`` query our Credential Service for ``scopes``.
+
+        Reused for calls to the same verifier within ``ACCESS_TOKEN_REUSE``: it grants that verifier
+        nothing a fresh one would not (it is not single-use; each call's SI token has its own jti), and
+        signing one per message was a measurable share of every DSP call.
+        """
+        key = self.keyring.active
+        now = self._clock.now()
+        cache_key = (verifier_did, tuple(scopes), key.kid)
+        with self._access_lock:
+            hit = self._access_tokens.get(cache_key)
+        if hit is not None and timedelta(0) <= now - hit[0] < ACCESS_TOKEN_REUSE:
+            return hit[1]
+        token = create_access_token(self.did, key, verifier_did, scopes, at=now)
+        with self._access_lock:
+            if len(self._access_tokens) > 1000:
+                self._access_tokens.clear()
+            self._access_tokens[cache_key] = (now, token)
+        return token
 
     def id_token_for(
         self, audience_did: str, *, scopes: Sequence[str] = DEFAULT_SCOPES, with_access: bool = True
