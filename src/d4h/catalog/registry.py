@@ -7,6 +7,7 @@ can never get an agreement on a policy the holder no longer offers.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -50,12 +51,26 @@ class OfferRef:
     access_policy: Policy
     contract_policy: Policy
 
+    def policy(self) -> Policy:
+        """The offer as a policy (the contract policy with the offer's id): what negotiations evaluate."""
+        return _offer_policy(self.offer_id, self.contract_policy)
+
     def body(self) -> dict[str, Any]:
         doc = to_jsonld(self.contract_policy)
         doc["@id"] = self.offer_id
         doc["@type"] = "Offer"
         doc.pop("target", None)
         return doc
+
+
+@functools.lru_cache(maxsize=4096)
+def _offer_policy(offer_id_: str, contract_policy: Policy) -> Policy:
+    # Offers never change (their id carries the policy digest); parsing one per request cost each negotiation.
+    doc = to_jsonld(contract_policy)
+    doc["@id"] = offer_id_
+    doc["@type"] = "Offer"
+    doc.pop("target", None)
+    return parse_policy(doc)
 
 
 def _check_id(kind: str, value: str) -> str:

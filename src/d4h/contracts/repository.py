@@ -26,6 +26,7 @@ from d4h.store.db import reading, transaction, writer_slot
 from d4h.store.tables.connector import agreements, negotiations, transfers
 
 P = TypeVar("P", ContractNegotiation, TransferProcess)
+WAIT_FOREVER = 1e18  # next_attempt_at of a process with nothing to do until its state changes
 
 
 class ProcessStore(Generic[P]):
@@ -93,6 +94,10 @@ class ProcessStore(Generic[P]):
         )
         self._changes = 0
         self._changes_lock = threading.Lock()
+        # Whether our worker has nothing to do for a process in its current state (waiting for the peer or
+        # an operator): saved as never due, so no worker round picks it up only to decide to wait. The
+        # worker steps set it; by default every process counts as due.
+        self.idle: Callable[[P], bool] = lambda p: False
 
     @property
     def changes(self) -> int:
@@ -120,8 +125,11 @@ class ProcessStore(Generic[P]):
             values["agreement_id"] = p.agreement_id
         return values
 
+    def _due_at(self, p: P) -> float:
+        return WAIT_FOREVER if self.idle(p) else 0.0
+
     def create(self, p: P, conn: Connection, *, caller: dict[str, Any] | None = None) -> None:
-        values = self._values(p, next_attempt_at=0.0)
+        values = self._values(p, next_attempt_at=self._due_at(p))
         values["id"] = p.id
         values["caller"] = None if caller is None else orjson.dumps(caller).decode()
         raw.write(conn, self._insert, values)
@@ -135,7 +143,7 @@ class ProcessStore(Generic[P]):
 
     def save(self, p: P, conn: Connection, *, next_attempt_at: float | None = None) -> None:
         # An entity entering a new -ING state is due at once; a retry passes its backoff time.
-        due = next_attempt_at if next_attempt_at is not None else 0.0
+        due = next_attempt_at if next_attempt_at is not None else self._due_at(p)
         values = self._values(p, next_attempt_at=due)
         values["id"] = p.id
         raw.write(conn, self._update, values)

@@ -26,6 +26,7 @@ from d4h.contracts.connector import Connector
 from d4h.contracts.dispatch import Dispatcher
 from d4h.contracts.enforcement import Counterparty, decide
 from d4h.contracts.negotiation import ContractNegotiation
+from d4h.contracts.repository import WAIT_FOREVER
 from d4h.contracts.states import NegotiationState, Side, TransferState
 from d4h.contracts.transfer import TransferProcess
 from d4h.dsp.client import PeerRefused, negotiation_path, transfer_path
@@ -38,7 +39,6 @@ _N = NegotiationState
 _T = TransferState
 
 MAX_ATTEMPTS = 8
-WAIT_FOREVER = 1e18  # "no decision to take until the state changes"
 
 NEGOTIATION_DECISION_STATES = ("REQUESTED", "ACCEPTED", "VERIFIED", "OFFERED", "AGREED")
 TRANSFER_DECISION_STATES = ("REQUESTED", "STARTED", "SUSPENDED")
@@ -275,13 +275,27 @@ class DecideNegotiations:
         self._watch = _DueWatch()
         self._sender = SendNegotiations(connector)
         connector.act_on_negotiation = self.act
+        connector.negotiations.idle = self.idle
+
+    def _decides(self, n: ContractNegotiation) -> bool:
+        """Whether this side takes a decision in ``n``'s state (by default automation, or any under scripts)."""
+        if n.state.value not in NEGOTIATION_DECISION_STATES:
+            return False
+        if self._c.scripts is not None:
+            return True
+        return n.state.value in (PROVIDER_DEFAULTS if n.side is Side.PROVIDER else CONSUMER_DEFAULTS)
+
+    def idle(self, n: ContractNegotiation) -> bool:
+        """Nothing for our worker until the peer or an operator changes ``n`` (see ProcessStore.idle)."""
+        return n.state.value in _FINAL or not (n.pending or n.owes_message or self._decides(n))
 
     def act(self, n: ContractNegotiation) -> bool:
-        """Start the job of a negotiation this node just changed (inbound message, management call)."""
-        if n.state.value in _FINAL:
+        """Start the job of a negotiation this node just changed (inbound message, management call).
+
+        True when the worker need not be woken: the job runs, or there is nothing to do (waiting for the
+        peer, or pending an operator's resume, which acts again)."""
+        if n.pending or self.idle(n):
             return True
-        if n.pending or not (n.owes_message or n.state.value in NEGOTIATION_DECISION_STATES):
-            return False
         jobs = self._c.negotiation_jobs
         # A running job for it wakes the worker when it ends (the change is new work for the next one).
         return jobs.submit([n.id], self._job, changed=True) > 0 or jobs.running(n.id)
@@ -372,7 +386,7 @@ class DecideNegotiations:
         caller = c.negotiations.caller_of(n.id)
         party = Counterparty.from_json(caller) if caller else Counterparty(n.counter_party_id, frozenset())
         ref = c.registry.find_offer(n.offer.id)
-        policy = parse_policy(ref.body())
+        policy = ref.policy()
         decision = decide(
             policy,
             party,
@@ -398,13 +412,23 @@ class DecideTransfers:
         self._watch = _DueWatch()
         self._sender = SendTransfers(connector)
         connector.act_on_transfer = self.act
+        connector.transfers.idle = self.idle
+
+    def _decides(self, t: TransferProcess) -> bool:
+        if t.state.value not in TRANSFER_DECISION_STATES:
+            return False
+        if self._c.scripts is not None:
+            return True
+        return t.side is Side.PROVIDER and t.state.value in TRANSFER_PROVIDER_DEFAULTS
+
+    def idle(self, t: TransferProcess) -> bool:
+        """Nothing for our worker until the peer or an operator changes ``t`` (see ProcessStore.idle)."""
+        return t.state.value in _FINAL or not (t.pending or t.owes_message or self._decides(t))
 
     def act(self, t: TransferProcess) -> bool:
-        """Start the job of a transfer this node just changed (inbound message, management call)."""
-        if t.state.value in _FINAL:
+        """Start the job of a transfer this node just changed; True when the worker need not be woken."""
+        if t.pending or self.idle(t):
             return True
-        if t.pending or not (t.owes_message or t.state.value in TRANSFER_DECISION_STATES):
-            return False
         jobs = self._c.transfer_jobs
         return jobs.submit([t.id], self._job, changed=True) > 0 or jobs.running(t.id)
 
