@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from datetime import datetime
 from typing import Any
 
@@ -37,6 +38,10 @@ def encode_negotiation(n: ContractNegotiation) -> str:
     return orjson.dumps(doc).decode()
 
 
+# A process is read several times per message (claim, lease, decision) and its document only changes when it
+# is saved: decoding, mostly validating the offer and agreement, is kept per document text. The values are
+# frozen and the functional core never changes them in place.
+@functools.lru_cache(maxsize=2048)
 def decode_negotiation(text: str) -> ContractNegotiation:
     d = orjson.loads(text)
     return ContractNegotiation(
@@ -78,6 +83,7 @@ def encode_transfer(t: TransferProcess) -> str:
     return orjson.dumps(doc).decode()
 
 
+@functools.lru_cache(maxsize=2048)
 def decode_transfer(text: str) -> TransferProcess:
     d = orjson.loads(text)
     return TransferProcess(
