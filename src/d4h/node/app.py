@@ -38,7 +38,7 @@ from d4h.errors import ConfigError
 from d4h.hdab import routes as hdab_routes
 from d4h.hdab.permits import PermitVerifier
 from d4h.node import errors as error_table
-from d4h.node import health, info
+from d4h.node import health, info, instances
 from d4h.node.context import NodeContext
 from d4h.node.guard import CallerLimits, Guard, GuardConfig, rate_limited_response
 from d4h.node.metrics import NodeMetrics
@@ -204,6 +204,15 @@ def create_app(ctx: NodeContext) -> FastAPI:
             obj=ctx.settings.base_url,
             params={"roles": [r.value for r in ctx.settings.roles], "version": d4h.__version__},
         )
+        # A predecessor killed without a clean stop held leases: take its work over now, not when they expire.
+        for dead, count in instances.reclaim(ctx.engine, ctx.settings.run_dir):
+            ctx.audit.append(
+                actor=ctx.actor, action="node.reclaim", obj=dead.instance_id, params={"leases": count}
+            )
+            _log.info(
+                "leases of a dead predecessor expired", extra={"instance": dead.instance_id, "leases": count}
+            )
+        record = instances.register(ctx.settings.run_dir, ctx.instance_id)
         worker.start()
         ctx.ready = True
         _log.info(
@@ -220,6 +229,7 @@ def create_app(ctx: NodeContext) -> FastAPI:
                 coordinator.stop()  # running analyses finish their current holder calls
             with transaction(ctx.engine) as conn:
                 leases.expire_all_of(conn, ctx.instance_id)
+            instances.unregister(record)
             ctx.audit.append(
                 actor=ctx.actor, action="node.stop", obj=ctx.settings.base_url, params={"drained": stopped}
             )
