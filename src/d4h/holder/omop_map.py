@@ -117,7 +117,8 @@ class Mapper:
     settings: MapSettings = MapSettings()
     # Ids of patients and encounters recur on every resource that points at them; hash each once.
     _cache: dict[tuple[str, str], int] = field(default_factory=dict, compare=False, repr=False)
-    _by_ref: dict[str, tuple[int, int]] = field(default_factory=dict, compare=False, repr=False)
+    # Keyed by (role, reference text): the same text as a subject and as an encounter names different records.
+    _by_ref: dict[tuple[str, str], tuple[int, int]] = field(default_factory=dict, compare=False, repr=False)
     # A visit stamps one instant on all its resources; parse each timestamp once.
     _moments: dict[str, tuple[date, datetime]] = field(default_factory=dict, compare=False, repr=False)
 
@@ -149,14 +150,14 @@ class Mapper:
         """(person_id, date shift in days) of the patient the resource is about."""
         ref = resource.get(field)
         value = ref.get("reference") if isinstance(ref, dict) else None
-        found = self._by_ref.get(value) if isinstance(value, str) else None
+        found = self._by_ref.get(("Patient", value)) if isinstance(value, str) else None
         if found is None:
             source = _ref_id(ref)
             if source is None:
                 raise Invalid(f"{resource['resourceType']} has no {field} reference to a Patient")
             shift = self.secret.date_shift(source, self.settings.date_shift_max_days)
             found = (self._ref("Patient", source), shift)
-            self._remember(str(value), found)
+            self._remember(("Patient", str(value)), found)
         return found
 
     def _visit(self, resource: dict[str, Any]) -> int | None:
@@ -164,13 +165,13 @@ class Mapper:
         value = ref.get("reference") if isinstance(ref, dict) else None
         if not isinstance(value, str):
             return None
-        found = self._by_ref.get(value)
+        found = self._by_ref.get(("Encounter", value))
         if found is None:
             source = _ref_id(ref)
             if source is None:
                 return None
             found = (self._ref("Encounter", source), 0)
-            self._remember(value, found)
+            self._remember(("Encounter", value), found)
         return found[0]
 
     def _when(self, value: Any, shift: int) -> tuple[date, datetime]:
@@ -184,7 +185,7 @@ class Mapper:
             found = self._moments[value] = _when(value, 0)
         return found
 
-    def _remember(self, reference: str, value: tuple[int, int]) -> None:
+    def _remember(self, reference: tuple[str, str], value: tuple[int, int]) -> None:
         if len(self._by_ref) >= 50_000:
             self._by_ref.clear()
         self._by_ref[reference] = value

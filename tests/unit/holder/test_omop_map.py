@@ -226,3 +226,23 @@ def test_observation_is_rejected_when_value_has_wrong_type(mapper: Mapper, value
     }  # fmt: skip
     with pytest.raises(Invalid):
         mapper.map(obs)
+
+
+def test_a_reference_text_names_different_records_as_subject_and_as_encounter(mapper: Mapper) -> None:
+    # A malformed resource uses "Patient/p9" as its encounter; a later one is about patient p9. The id cache
+    # must not hand the second resource the encounter-kind id the first one derived from the same text.
+    odd = {
+        "resourceType": "Condition",
+        "id": "c-odd",
+        "subject": {"reference": "Patient/p1"},
+        "encounter": {"reference": "Patient/p9"},
+        "code": {"coding": [{"system": "http://snomed.info/sct", "code": "44054006"}]},
+        "onsetDateTime": "2020-01-01",
+    }
+    plain = {**odd, "id": "c-plain", "subject": {"reference": "Patient/p9"}}
+    plain.pop("encounter")
+    odd_row = _rows(mapper.map(odd), "condition_occurrence")[0]
+    row = _rows(mapper.map(plain), "condition_occurrence")[0]
+    assert odd_row["visit_occurrence_id"] == mapper.secret.record_id("Encounter", "p9")
+    assert row["person_id"] == mapper.secret.record_id("Patient", "p9")
+    assert row["person_id"] != odd_row["visit_occurrence_id"]
