@@ -6,12 +6,14 @@ Nothing is built at import time, so one test process can run several nodes.
 from __future__ import annotations
 
 import hashlib
+import inspect
 import logging
 import os
 import time
 import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
@@ -188,6 +190,24 @@ def _checkpoint_job(ctx: NodeContext) -> Processor:
     return PeriodicJob("audit-checkpoint", ctx.settings.audit_checkpoint_interval_s, run)
 
 
+# FastAPI's native OpenTelemetry hooks stay off: the node has its own metrics (node/metrics.py), and
+# OTEL_* environment variables must not make a node export anywhere but its configured participants. Off,
+# they also skip a provider lookup per request and a context manager per endpoint call.
+_NO_FRAMEWORK_TELEMETRY: dict[str, Any] = (
+    {
+        "telemetry": {
+            "tracing": False,
+            "metrics": False,
+            "logs": False,
+            "operation_spans": False,
+            "auto_configure": False,
+        }
+    }
+    if "telemetry" in inspect.signature(FastAPI.__init__).parameters
+    else {}
+)
+
+
 def create_app(ctx: NodeContext) -> FastAPI:
     coordinator = Coordinator(ctx) if ctx.settings.has(Role.USER) else None
     procs = _processors(ctx) + ([coordinator] if coordinator is not None else [])
@@ -245,6 +265,7 @@ def create_app(ctx: NodeContext) -> FastAPI:
         version=d4h.__version__,
         lifespan=lifespan,
         description="Dataspace4Health participant node. The OpenAPI document is generated from the code.",
+        **_NO_FRAMEWORK_TELEMETRY,
     )
     app.state.node = ctx
     app.state.worker = worker
