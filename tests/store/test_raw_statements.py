@@ -173,3 +173,44 @@ def test_a_writer_slot_that_does_not_come_free_is_a_clear_busy_error(
     finally:
         done.set()
         t.join(5)
+
+
+def test_a_connection_is_taken_before_the_writer_slot_so_a_full_pool_cannot_deadlock(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # One pooled connection. A thread holding it queues for the writer slot (as ProcessStore.locked does)
+    # while another opens a transaction: taking the slot before a connection deadlocked the two until the
+    # slot's wait ran out.
+    from sqlalchemy import create_engine, event
+
+    monkeypatch.setattr(db, "WRITER_WAIT_S", 3.0)
+    url = db.sqlite_url(tmp_path / "node.db")
+    upgrade(db.make_engine(url))
+    engine = create_engine(url, pool_size=1, max_overflow=0, pool_timeout=3)
+    event.listen(engine, "connect", db._sqlite_pragmas)
+    event.listen(engine, "begin", db._sqlite_begin)
+    holding = threading.Event()
+    go = threading.Event()
+    errors: list[BaseException] = []
+
+    def holder() -> None:
+        try:
+            with engine.connect() as conn:  # the connection, then the slot, as ProcessStore.locked takes them
+                holding.set()
+                go.wait(5)
+                time.sleep(0.2)  # the other thread is in transaction() by now
+                with writer_slot(engine), conn.begin():
+                    leases.acquire(conn, "k", "x", "h", now=1.0, duration=1.0)
+        except BaseException as exc:
+            errors.append(exc)
+
+    t = threading.Thread(target=holder)
+    t.start()
+    holding.wait(5)
+    started = time.monotonic()
+    go.set()
+    with transaction(engine) as conn:
+        leases.acquire(conn, "k", "y", "h", now=1.0, duration=1.0)
+    t.join(10)
+    assert not errors and time.monotonic() - started < 2.5
+    engine.dispose()

@@ -83,22 +83,27 @@ class AuditLog:
     def _append_own(self, events: Sequence[AuditEvent]) -> list[AuditEntry]:
         # A standalone append keeps one raw connection: pool checkout and reset cost more than
         # the append itself. The database lock, not this mutex, orders appends across processes.
-        with self._mutex, writer_slot(self._engine):
+        # Lock order everywhere: a connection first, then the writer slot (see store/db.py transaction()).
+        with self._mutex:
             if self._raw is None:
                 self._raw = self._engine.raw_connection()
             raw = self._raw
-            cur = raw.cursor()
-            try:
-                if self._engine.dialect.name == "sqlite":
-                    cur.execute("BEGIN IMMEDIATE")
-                entries = self._append(cur, self._engine.dialect.paramstyle, events)
-                raw.commit()
-                return entries
-            except BaseException:
-                raw.rollback()
-                raise
-            finally:
-                cur.close()
+            with writer_slot(self._engine):
+                return self._append_on(raw, events)
+
+    def _append_on(self, raw: Any, events: Sequence[AuditEvent]) -> list[AuditEntry]:
+        cur = raw.cursor()
+        try:
+            if self._engine.dialect.name == "sqlite":
+                cur.execute("BEGIN IMMEDIATE")
+            entries = self._append(cur, self._engine.dialect.paramstyle, events)
+            raw.commit()
+            return entries
+        except BaseException:
+            raw.rollback()
+            raise
+        finally:
+            cur.close()
 
     def close(self) -> None:
         with self._mutex:

@@ -91,7 +91,11 @@ def make_engine(url: str, *, echo: bool = False) -> Engine:
     if parsed.get_backend_name() == "sqlite":
         if parsed.database and parsed.database != ":memory:":
             Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
-        engine = create_engine(url, echo=echo)
+        # SQLite connections are cheap: enough for every thread that may hold one at once (the request
+        # thread pool, the connector's senders, the worker), so none waits on the pool itself.
+        in_memory = not parsed.database or parsed.database == ":memory:"
+        pool: dict[str, Any] = {} if in_memory else {"pool_size": 20, "max_overflow": 60}
+        engine = create_engine(url, echo=echo, **pool)
         event.listen(engine, "connect", _sqlite_pragmas)
         event.listen(engine, "begin", _sqlite_begin)
     elif parsed.get_backend_name() == "postgresql":
@@ -122,7 +126,10 @@ def check_reachable(engine: Engine) -> None:
 def transaction(engine: Engine) -> Iterator[Connection]:
     """One unit of work: commits on success, rolls back on any exception."""
     # connect() + begin() is the same unit as engine.begin(), with a quarter less overhead per transaction.
-    with writer_slot(engine), engine.connect() as conn, conn.begin():
+    # Lock order everywhere: a pooled connection first, then the writer slot. The other order deadlocks when
+    # every pooled connection is held by a thread queuing for the slot while the slot's holder waits for a
+    # connection (seen under load as 503s after the slot's 10 s wait).
+    with engine.connect() as conn, writer_slot(engine), conn.begin():
         yield conn
 
 
