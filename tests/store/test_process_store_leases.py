@@ -5,7 +5,6 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable
-from datetime import UTC, datetime
 
 import pytest
 from sqlalchemy import Engine, select
@@ -14,25 +13,15 @@ from d4h.contracts import negotiation as neg
 from d4h.contracts.negotiation import ContractNegotiation
 from d4h.contracts.repository import ProcessStore, negotiation_store
 from d4h.contracts.states import NegotiationState
-from d4h.dsp import messages as m
 from d4h.errors import Unavailable
 from d4h.store.db import reading
 from d4h.store.tables.leases import leases
-
-AT = datetime(2026, 11, 28, 12, 0, tzinfo=UTC)
-OFFER = m.Offer(id="urn:offer:1", target="urn:uuid:ds-1", permission=(m.Permission(action="use"),))
+from tests.negotiations import AT, consumer_request
 
 
 def _store_with_one(engine: Engine) -> tuple[ProcessStore[ContractNegotiation], str]:
     store = negotiation_store(engine)
-    n = neg.start_request(
-        id="n1",
-        consumer_pid="urn:uuid:c-1",
-        counter_party_id="did:web:provider",
-        counter_party_address="https://p/dsp",
-        offer=OFFER,
-        at=AT,
-    )
+    n = consumer_request(id="n1")
     with store.locked("setup", "node-a") as conn:  # any transaction will do; this one also takes a lease
         store.create(n, conn)
     return store, n.id

@@ -5,7 +5,7 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Iterator
-from datetime import UTC, datetime
+from datetime import datetime
 from pathlib import Path
 
 import pytest
@@ -13,15 +13,12 @@ from sqlalchemy import Engine
 
 from d4h.contracts import negotiation as neg
 from d4h.contracts.repository import negotiation_store
-from d4h.dsp import messages as m
 from d4h.errors import Unavailable
 from d4h.store import db, leases, raw
 from d4h.store.db import reading, transaction, writer_slot
 from d4h.store.migrate import upgrade
 from d4h.trust.repository import SqlReplayStore
-
-AT = datetime(2026, 11, 28, 12, 0, tzinfo=UTC)
-OFFER = m.Offer(id="urn:offer:1", target="urn:uuid:ds-1", permission=(m.Permission(action="use"),))
+from tests.negotiations import AT, consumer_request, provider_opened
 
 
 def test_named_parameters_render_for_each_driver() -> None:
@@ -43,21 +40,8 @@ def test_lease_upsert_takes_renews_and_refuses(engine: Engine) -> None:
 
 def test_process_rows_round_trip_and_are_found_by_our_pid_on_either_side(engine: Engine) -> None:
     store = negotiation_store(engine)
-    consumer = neg.start_request(
-        id="c1",
-        consumer_pid="urn:uuid:c-1",
-        counter_party_id="did:web:provider",
-        counter_party_address="https://p/dsp",
-        offer=OFFER,
-        at=AT,
-    )
-    provider = neg.on_initial_request(
-        neg.outbound_message(consumer, callback_address="https://c/dsp"),  # type: ignore[arg-type]
-        id="p1",
-        provider_pid="urn:uuid:p-1",
-        counter_party_id="did:web:consumer",
-        at=AT,
-    )
+    consumer = consumer_request()
+    provider = provider_opened(consumer)
     with transaction(engine) as conn:
         store.create(consumer, conn, caller={"did": "did:web:provider"})
         store.create(provider, conn)

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
-
 import orjson
 
 from d4h.contracts import negotiation as neg
@@ -11,9 +9,8 @@ from d4h.contracts.codec import encode_negotiation
 from d4h.contracts.negotiation import ContractNegotiation
 from d4h.contracts.routes import _negotiation, _negotiation_listed
 from d4h.dsp import messages as m
+from tests.negotiations import AT, OFFER, consumer_request, provider_opened
 
-AT = datetime(2026, 11, 28, 12, 0, tzinfo=UTC)
-OFFER = m.Offer(id="urn:offer:1", target="urn:uuid:ds-1", permission=(m.Permission(action="use"),))
 AGREEMENT = m.Agreement(
     id="urn:agreement:1",
     target="urn:uuid:ds-1",
@@ -25,21 +22,8 @@ AGREEMENT = m.Agreement(
 
 
 def _states() -> list[ContractNegotiation]:
-    consumer = neg.start_request(
-        id="c",
-        consumer_pid="urn:uuid:c-1",
-        counter_party_id="did:web:provider",
-        counter_party_address="https://p/dsp",
-        offer=OFFER,
-        at=AT,
-    )
-    provider = neg.on_initial_request(
-        neg.outbound_message(consumer, callback_address="https://c/dsp"),  # type: ignore[arg-type]
-        id="p",
-        provider_pid="urn:uuid:p-1",
-        counter_party_id="did:web:consumer",
-        at=AT,
-    )
+    consumer = consumer_request()
+    provider = provider_opened(consumer)
     agreeing = neg.agree(provider, AGREEMENT, at=AT)
     return [
         consumer,
