@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import re
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -18,7 +18,7 @@ from playwright.sync_api import Page, expect
 from d4h.holder.tables import load_table
 from d4h.node.settings import Role
 from tests.browser.conftest import add_user, screenshot
-from tests.e2e.dataspace import Dataspace, Node, start_dataspace
+from tests.e2e.dataspace import Dataspace, Node, admin_call, start_dataspace, until
 
 pytestmark = [pytest.mark.browser, pytest.mark.e2e]
 
@@ -35,21 +35,6 @@ USERS_ONLY = {
 }
 
 MEMBERS = {"@type": "Set", "permission": [{"action": "use"}]}  # any member sees it (so the HDAB can crawl it)
-
-
-def _admin(node: Node, method: str, path: str, body: Any = None) -> Any:
-    resp = httpx.request(method, node.url + path, json=body, headers=node.admin(), timeout=120)
-    assert resp.status_code < 400, resp.text
-    return resp.json() if resp.content else None
-
-
-def _until(fn: Callable[[], Any], ok: Callable[[Any], bool], timeout: float = 30.0) -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        value = fn()
-        if ok(value) or time.monotonic() > deadline:
-            return value
-        time.sleep(0.2)
 
 
 def _application(holder: Node, title: str) -> dict[str, Any]:
@@ -80,29 +65,29 @@ def space(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Dataspace]:
         ):
             hospital = space["hospital"]
             load_table(str(hospital.node_dir / "holder" / "analytics.duckdb"), "gbsg2", frame)
-            _admin(hospital, "POST", "/api/v1/datasets",
+            admin_call(hospital, "POST", "/api/v1/datasets",
                    {"id": "gbsg2", "title": "German Breast Cancer Study Group 2",
                     "metadata": {"source": {"table": "gbsg2"}}})  # fmt: skip
-            _admin(hospital, "POST", "/api/v1/policies", {"id": "users", "policy": USERS_ONLY})
-            _admin(hospital, "POST", "/api/v1/policies", {"id": "members", "policy": MEMBERS})
-            _admin(hospital, "POST", "/api/v1/contractdefinitions",
+            admin_call(hospital, "POST", "/api/v1/policies", {"id": "users", "policy": USERS_ONLY})
+            admin_call(hospital, "POST", "/api/v1/policies", {"id": "members", "policy": MEMBERS})
+            admin_call(hospital, "POST", "/api/v1/contractdefinitions",
                    {"id": "research", "access_policy_id": "members", "contract_policy_id": "users",
                     "dataset_ids": ["gbsg2"]})  # fmt: skip
             yield space
 
 
 def _open_channel(user: Node, holder: Node) -> str:
-    catalog = _admin(user, "POST", "/api/v1/catalog/request", {"provider_url": holder.url})["catalog"]
+    catalog = admin_call(user, "POST", "/api/v1/catalog/request", {"provider_url": holder.url})["catalog"]
     ds = next(d for d in catalog["dataset"] if d["@id"] == "gbsg2")
-    started = _admin(user, "POST", "/api/v1/negotiations",
+    started = admin_call(user, "POST", "/api/v1/negotiations",
                      {"provider_url": holder.url, "offer": ds["hasPolicy"][0], "dataset_id": "gbsg2"})  # fmt: skip
-    n = _until(lambda: _admin(user, "GET", f"/api/v1/negotiations/{started['id']}"),
+    n = until(lambda: admin_call(user, "GET", f"/api/v1/negotiations/{started['id']}"),
                lambda n: n["state"] in ("FINALIZED", "TERMINATED"))  # fmt: skip
     assert n["state"] == "FINALIZED", n
-    t = _admin(
+    t = admin_call(
         user, "POST", "/api/v1/transfers", {"agreement_id": n["agreement_id"], "format": "Analysis-PULL"}
     )
-    t = _until(lambda: _admin(user, "GET", f"/api/v1/transfers/{t['id']}"),
+    t = until(lambda: admin_call(user, "GET", f"/api/v1/transfers/{t['id']}"),
                lambda t: t["state"] in ("STARTED", "TERMINATED"))  # fmt: skip
     assert t["state"] == "STARTED", t
     return str(t["id"])

@@ -7,11 +7,10 @@ from __future__ import annotations
 
 import re
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import httpx
 import numpy as np
 import pandas as pd
 import pytest
@@ -20,7 +19,7 @@ from playwright.sync_api import Page, expect
 from d4h.holder.tables import load_table
 from d4h.node.settings import Role
 from tests.browser.conftest import add_user, screenshot
-from tests.e2e.dataspace import Dataspace, Node, start_dataspace
+from tests.e2e.dataspace import Dataspace, Node, admin_call, start_dataspace, until
 
 pytestmark = [pytest.mark.browser, pytest.mark.e2e]
 
@@ -37,21 +36,6 @@ USERS_ONLY = {
 MEMBERS = {"@type": "Set", "permission": [{"action": "use"}]}
 
 
-def _admin(node: Node, method: str, path: str, body: Any = None) -> Any:
-    resp = httpx.request(method, node.url + path, json=body, headers=node.admin(), timeout=180)
-    assert resp.status_code < 400, resp.text
-    return resp.json() if resp.content else None
-
-
-def _until(fn: Callable[[], Any], ok: Callable[[Any], bool], timeout: float = 30.0) -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        value = fn()
-        if ok(value) or time.monotonic() > deadline:
-            return value
-        time.sleep(0.2)
-
-
 @pytest.fixture(scope="module")
 def space(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Dataspace]:
     """Authority, a hospital holding GBSG2 as a flat table (dataset and policies, no offer yet), the institute."""
@@ -63,29 +47,31 @@ def space(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Dataspace]:
     for space in start_dataspace(workdir, participants=(("hospital", Role.HOLDER), ("institute", Role.USER))):
         hospital = space["hospital"]
         load_table(str(hospital.node_dir / "holder" / "analytics.duckdb"), "gbsg2", frame)
-        _admin(hospital, "POST", "/api/v1/datasets",
+        admin_call(hospital, "POST", "/api/v1/datasets",
                {"id": "gbsg2", "title": "German Breast Cancer Study Group 2",
                 "metadata": {"source": {"table": "gbsg2"}}})  # fmt: skip
-        _admin(hospital, "POST", "/api/v1/policies", {"id": "users", "policy": USERS_ONLY})
-        _admin(hospital, "POST", "/api/v1/policies", {"id": "members", "policy": MEMBERS})
+        admin_call(hospital, "POST", "/api/v1/policies", {"id": "users", "policy": USERS_ONLY})
+        admin_call(hospital, "POST", "/api/v1/policies", {"id": "members", "policy": MEMBERS})
         yield space
 
 
 def _institute_runs_km(institute: Node, hospital: Node) -> tuple[str, dict[str, Any]]:
     """The institute's side, as its researcher's tools would do it: negotiate, open a channel, run KM."""
-    catalog = _admin(institute, "POST", "/api/v1/catalog/request", {"provider_url": hospital.url})["catalog"]
+    catalog = admin_call(institute, "POST", "/api/v1/catalog/request", {"provider_url": hospital.url})[
+        "catalog"
+    ]
     ds = next(d for d in catalog["dataset"] if d["@id"] == "gbsg2")
-    started = _admin(institute, "POST", "/api/v1/negotiations",
+    started = admin_call(institute, "POST", "/api/v1/negotiations",
                      {"provider_url": hospital.url, "offer": ds["hasPolicy"][0], "dataset_id": "gbsg2"})  # fmt: skip
-    n = _until(lambda: _admin(institute, "GET", f"/api/v1/negotiations/{started['id']}"),
+    n = until(lambda: admin_call(institute, "GET", f"/api/v1/negotiations/{started['id']}"),
                lambda n: n["state"] in ("FINALIZED", "TERMINATED"))  # fmt: skip
     assert n["state"] == "FINALIZED", n
-    t = _admin(institute, "POST", "/api/v1/transfers",
+    t = admin_call(institute, "POST", "/api/v1/transfers",
                {"agreement_id": n["agreement_id"], "format": "Analysis-PULL"})  # fmt: skip
-    t = _until(lambda: _admin(institute, "GET", f"/api/v1/transfers/{t['id']}"),
+    t = until(lambda: admin_call(institute, "GET", f"/api/v1/transfers/{t['id']}"),
                lambda t: t["state"] in ("STARTED", "TERMINATED"))  # fmt: skip
     assert t["state"] == "STARTED", t
-    run = _admin(institute, "POST", "/api/v1/analyses?wait=120",
+    run = admin_call(institute, "POST", "/api/v1/analyses?wait=120",
                  {"function": "kaplan_meier", "transfers": [t["id"]],
                   "params": {"time": "time", "event": "cens", "bin_width": 30}})  # fmt: skip
     assert run["state"] == "COMPLETED", run
@@ -169,7 +155,7 @@ def test_steward_offers_data_and_oversees_a_federated_analysis(space: Dataspace,
     _reload_until(page, "#transfer-state", "SUSPENDED")
     expect(page.locator("#transfer-reason")).to_have_text("Quarterly data refresh")
     screenshot(page, "steward-data-06-suspended")
-    consumer_side = _admin(institute, "GET", "/api/v1/transfers")
+    consumer_side = admin_call(institute, "GET", "/api/v1/transfers")
     assert [t["state"] for t in consumer_side] == ["SUSPENDED"]
     page.get_by_role("button", name="Resume transfer").click()
     _reload_until(page, "#transfer-state", "STARTED")

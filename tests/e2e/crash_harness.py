@@ -16,17 +16,15 @@ import threading
 import time
 import zlib
 from collections import Counter
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import httpx
 
 from d4h.node.supervisor import NodeProcess
 from tests.e2e.dataspace import Dataspace, Node
-
-T = TypeVar("T")
 
 SOAK = os.environ.get("D4H_SOAK") == "1"
 # While a node is down (or restarting), management calls are retried this long before a trial gives up.
@@ -107,17 +105,6 @@ def admin(node: Node, method: str, path: str, body: Any = None, *, expect: int |
     else:
         assert resp.status_code < 400, f"{method} {path}: {resp.status_code} {resp.text}"
     return resp.json() if resp.content else None
-
-
-def settle(fetch: Callable[[], T], done: Callable[[T], bool], *, timeout: float = 60.0) -> T:
-    """Poll ``fetch`` until ``done`` (quiescence) or the timeout; returns the last value either way, so the
-    caller's check shows what was stuck."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = fetch()
-        if done(value) or time.monotonic() > deadline:
-            return value
-        time.sleep(0.15)
 
 
 # -- killing and restarting nodes --------------------------------------------------------------------

@@ -5,12 +5,13 @@ from __future__ import annotations
 
 import json
 import threading
+import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import httpx
 
@@ -22,6 +23,8 @@ from d4h.trust.did import build_did_document, did_from_url
 from d4h.trust.keys import KeyRing, new_keyring
 from d4h.trust.presentations import build_presentation
 from d4h.trust.tokens import create_id_token
+
+T = TypeVar("T")
 
 # Tests see revocations at once and re-verify presentations on every call.
 FAST_TRUST = {"status_list_ttl_s": 0.0, "vp_cache_ttl_s": 0.0}
@@ -57,6 +60,30 @@ class Dataspace:
     def audit_head(self, node: Node) -> int:
         resp = httpx.get(f"{node.url}/api/v1/audit/entries?limit=1", headers=node.admin())
         return int(resp.raise_for_status().json()["head_seq"])
+
+
+def admin_call(
+    node: Node, method: str, path: str, body: Any = None, expect: int | None = None, *, url: str = ""
+) -> Any:
+    """A management call on ``node`` (or on another process of it, at ``url``) that must succeed, or answer
+    ``expect``; the decoded JSON body."""
+    resp = httpx.request(method, (url or node.url) + path, json=body, headers=node.admin(), timeout=180)
+    if expect is not None:
+        assert resp.status_code == expect, f"{method} {path}: {resp.status_code} {resp.text}"
+    else:
+        assert resp.status_code < 400, f"{method} {path}: {resp.status_code} {resp.text}"
+    return resp.json() if resp.content else None
+
+
+def until(fetch: Callable[[], T], done: Callable[[T], bool], timeout: float = 60.0) -> T:
+    """Poll ``fetch`` until ``done`` or the timeout; the last value either way, so the caller's assertion
+    shows what was stuck."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = fetch()
+        if done(value) or time.monotonic() > deadline:
+            return value
+        time.sleep(0.15)
 
 
 def start_dataspace(workdir: Path, *, participants: tuple[tuple[str, Role], ...]) -> Iterator[Dataspace]:

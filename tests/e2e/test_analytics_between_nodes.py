@@ -17,7 +17,7 @@ import pytest
 from d4h.analytics.disclosure import bin_times
 from d4h.holder.tables import load_table
 from d4h.node.settings import Role
-from tests.e2e.dataspace import Dataspace, Node, start_dataspace
+from tests.e2e.dataspace import Dataspace, Node, admin_call, start_dataspace, until
 
 HOLDERS = ("h0", "h1", "h2")
 USERS_ONLY = {
@@ -76,24 +76,6 @@ OLS = [
 ]
 
 
-def _admin(node: Node, method: str, path: str, body: Any = None, expect: int | None = None) -> Any:
-    resp = httpx.request(method, node.url + path, json=body, headers=node.admin(), timeout=180)
-    if expect is not None:
-        assert resp.status_code == expect, resp.text
-    else:
-        assert resp.status_code < 400, resp.text
-    return resp.json() if resp.content else None
-
-
-def _until(fn: Any, ok: Any, timeout: float = 30.0) -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        value = fn()
-        if ok(value) or time.monotonic() > deadline:
-            return value
-        time.sleep(0.1)
-
-
 @pytest.fixture(scope="module")
 def gbsg2() -> pd.DataFrame:
     from lifelines.datasets import load_gbsg2
@@ -115,27 +97,27 @@ def diabetes() -> pd.DataFrame:
 
 def _publish(holder: Node) -> None:
     for ds, table in (("gbsg2", "gbsg2"), ("diabetes", "diabetes")):
-        _admin(holder, "POST", "/api/v1/datasets",
+        admin_call(holder, "POST", "/api/v1/datasets",
                {"id": ds, "title": f"{ds} (site {holder.key})", "metadata": {"source": {"table": table},
                                                                         "dp": {"epsilon": 1.0}}})  # fmt: skip
-    _admin(holder, "POST", "/api/v1/policies", {"id": "users", "policy": USERS_ONLY})
-    _admin(holder, "POST", "/api/v1/contractdefinitions",
+    admin_call(holder, "POST", "/api/v1/policies", {"id": "users", "policy": USERS_ONLY})
+    admin_call(holder, "POST", "/api/v1/contractdefinitions",
            {"id": "research", "access_policy_id": "users", "contract_policy_id": "users",
             "dataset_ids": ["gbsg2", "diabetes"]})  # fmt: skip
 
 
 def _open_channel(user: Node, holder: Node, dataset: str) -> str:
-    catalog = _admin(user, "POST", "/api/v1/catalog/request", {"provider_url": holder.url})["catalog"]
+    catalog = admin_call(user, "POST", "/api/v1/catalog/request", {"provider_url": holder.url})["catalog"]
     ds = next(d for d in catalog["dataset"] if d["@id"] == dataset)
-    started = _admin(user, "POST", "/api/v1/negotiations",
+    started = admin_call(user, "POST", "/api/v1/negotiations",
                      {"provider_url": holder.url, "offer": ds["hasPolicy"][0], "dataset_id": dataset}, 201)  # fmt: skip
-    n = _until(lambda: _admin(user, "GET", f"/api/v1/negotiations/{started['id']}"),
+    n = until(lambda: admin_call(user, "GET", f"/api/v1/negotiations/{started['id']}"),
                lambda n: n["state"] in ("FINALIZED", "TERMINATED"))  # fmt: skip
     assert n["state"] == "FINALIZED", n
-    t = _admin(
+    t = admin_call(
         user, "POST", "/api/v1/transfers", {"agreement_id": n["agreement_id"], "format": "Analysis-PULL"}, 201
     )
-    t = _until(lambda: _admin(user, "GET", f"/api/v1/transfers/{t['id']}"),
+    t = until(lambda: admin_call(user, "GET", f"/api/v1/transfers/{t['id']}"),
                lambda t: t["state"] in ("STARTED", "TERMINATED"))  # fmt: skip
     assert t["state"] == "STARTED", t
     return str(t["id"])
@@ -163,7 +145,7 @@ def space(
 def _analyze(env: dict[str, Any], dataset: str, expect: str = "COMPLETED", **request: Any) -> dict[str, Any]:
     space: Dataspace = env["space"]
     body = {"transfers": list(env["channels"][dataset].values()), **request}
-    run = _admin(space["institute"], "POST", "/api/v1/analyses?wait=120", body)
+    run = admin_call(space["institute"], "POST", "/api/v1/analyses?wait=120", body)
     assert run["state"] == expect, (run["error"], run["holders"])
     return dict(run)
 
@@ -275,7 +257,7 @@ def test_holders_audit_each_task_with_function_version_and_row_set(env: dict[str
     h1 = space["h1"]
     entries = space.audit_since(h1, 0)
     audited = {e["params_hash"] for e in entries if e["action"] == "analysis.task"}
-    tasks = _admin(h1, "GET", "/api/v1/holder/analysis-tasks?limit=500")
+    tasks = admin_call(h1, "GET", "/api/v1/holder/analysis-tasks?limit=500")
     assert len(tasks) == len(audited) > 0
     for task in tasks:
         record = task["record"]
@@ -304,7 +286,7 @@ def test_holder_refuses_a_secure_round_padded_with_keys_the_coordinator_controls
     channels = env["channels"]["gbsg2"]
     ends = {}
     for key in ("h0", "h1"):
-        t = _admin(institute, "GET", f"/api/v1/transfers/{channels[key]}")
+        t = admin_call(institute, "GET", f"/api/v1/transfers/{channels[key]}")
         ends[key] = (t["endpoint"], {"Authorization": f"Bearer {t['authorization']}"})
     run = "run-evil-0001"
     keys = {}

@@ -3,8 +3,7 @@ policy refusals named, suspension revoking the token, and management API paths."
 
 from __future__ import annotations
 
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -12,7 +11,7 @@ import httpx
 import pytest
 
 from d4h.node.settings import Role
-from tests.e2e.dataspace import Dataspace, Node, start_dataspace
+from tests.e2e.dataspace import Dataspace, admin_call, start_dataspace, until
 
 MEMBERS_ONLY = {
     "@type": "Set",
@@ -45,24 +44,6 @@ HOLDERS_ONLY = {
 }
 
 
-def _admin(node: Node, method: str, path: str, body: Any = None, expect: int | None = None) -> Any:
-    resp = httpx.request(method, node.url + path, json=body, headers=node.admin(), timeout=30)
-    if expect is not None:
-        assert resp.status_code == expect, resp.text
-    else:
-        assert resp.status_code < 400, resp.text
-    return resp.json() if resp.content else None
-
-
-def _wait(fn: Callable[[], Any], until: Callable[[Any], bool], timeout: float = 20.0) -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        value = fn()
-        if until(value) or time.monotonic() > deadline:
-            return value
-        time.sleep(0.05)
-
-
 @pytest.fixture(scope="module")
 def space(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Dataspace]:
     workdir: Path = tmp_path_factory.mktemp("connector-space")
@@ -70,17 +51,19 @@ def space(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Dataspace]:
         workdir, participants=(("hospital", Role.HOLDER), ("institute", Role.USER), ("clinic", Role.HOLDER))
     ):
         hospital = space["hospital"]
-        _admin(
+        admin_call(
             hospital,
             "POST",
             "/api/v1/datasets",
             {"id": "t2d-cohort", "title": "Type 2 diabetes cohort", "metadata": {"export": {"rows": 3}}},
         )
-        _admin(hospital, "POST", "/api/v1/datasets", {"id": "holders-only", "title": "Internal benchmark"})
-        _admin(hospital, "POST", "/api/v1/policies", {"id": "members", "policy": MEMBERS_ONLY})
-        _admin(hospital, "POST", "/api/v1/policies", {"id": "users", "policy": USERS_ONLY})
-        _admin(hospital, "POST", "/api/v1/policies", {"id": "holders", "policy": HOLDERS_ONLY})
-        _admin(
+        admin_call(
+            hospital, "POST", "/api/v1/datasets", {"id": "holders-only", "title": "Internal benchmark"}
+        )
+        admin_call(hospital, "POST", "/api/v1/policies", {"id": "members", "policy": MEMBERS_ONLY})
+        admin_call(hospital, "POST", "/api/v1/policies", {"id": "users", "policy": USERS_ONLY})
+        admin_call(hospital, "POST", "/api/v1/policies", {"id": "holders", "policy": HOLDERS_ONLY})
+        admin_call(
             hospital,
             "POST",
             "/api/v1/contractdefinitions",
@@ -91,7 +74,7 @@ def space(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Dataspace]:
                 "dataset_ids": ["t2d-cohort"],
             },
         )
-        _admin(
+        admin_call(
             hospital,
             "POST",
             "/api/v1/contractdefinitions",
@@ -106,7 +89,7 @@ def space(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Dataspace]:
 
 
 def _catalog(space: Dataspace, consumer: str) -> dict[str, Any]:
-    return _admin(
+    return admin_call(
         space[consumer], "POST", "/api/v1/catalog/request", {"provider_url": space["hospital"].url}
     )["catalog"]
 
@@ -114,15 +97,15 @@ def _catalog(space: Dataspace, consumer: str) -> dict[str, Any]:
 def _negotiate(space: Dataspace, consumer: str, dataset: str) -> dict[str, Any]:
     catalog = _catalog(space, consumer)
     ds = next(d for d in catalog["dataset"] if d["@id"] == dataset)
-    started = _admin(
+    started = admin_call(
         space[consumer],
         "POST",
         "/api/v1/negotiations",
         {"provider_url": space["hospital"].url, "offer": ds["hasPolicy"][0], "dataset_id": dataset},
         201,
     )
-    return _wait(
-        lambda: _admin(space[consumer], "GET", f"/api/v1/negotiations/{started['id']}"),
+    return until(
+        lambda: admin_call(space[consumer], "GET", f"/api/v1/negotiations/{started['id']}"),
         lambda n: n["state"] in ("FINALIZED", "TERMINATED"),
     )
 
@@ -141,8 +124,8 @@ def test_negotiation_reaches_finalized_and_both_sides_hold_the_agreement(space: 
     n = _negotiate(space, "institute", "t2d-cohort")
     assert n["state"] == "FINALIZED", n
     agreement_id = n["agreement_id"]
-    provider_side = _admin(space["hospital"], "GET", f"/api/v1/agreements/{agreement_id}")
-    consumer_side = _admin(space["institute"], "GET", f"/api/v1/agreements/{agreement_id}")
+    provider_side = admin_call(space["hospital"], "GET", f"/api/v1/agreements/{agreement_id}")
+    consumer_side = admin_call(space["institute"], "GET", f"/api/v1/agreements/{agreement_id}")
     assert provider_side["doc"] == consumer_side["doc"]
     assert provider_side["consumer"] == space["institute"].did
     assert provider_side["doc"]["assigner"] == space["hospital"].did
@@ -152,7 +135,7 @@ def test_contract_policy_refusal_is_named(space: Dataspace) -> None:
     # The clinic (a data holder) sees t2d-cohort but its contract policy is for data users only.
     n = _negotiate(space, "clinic", "t2d-cohort")
     assert n["state"] == "TERMINATED"
-    provider = _admin(space["hospital"], "GET", "/api/v1/negotiations")
+    provider = admin_call(space["hospital"], "GET", "/api/v1/negotiations")
     refused = [x for x in provider if x["counter_party"] == space["clinic"].did]
     assert refused
     assert refused[0]["state"] == "TERMINATED"
@@ -168,9 +151,9 @@ def test_transfer_issues_pull_token_suspension_revokes_it_and_consumer_resume_ge
 ) -> None:
     institute = space["institute"]
     n = _negotiate(space, "institute", "t2d-cohort")
-    started = _admin(institute, "POST", "/api/v1/transfers", {"agreement_id": n["agreement_id"]}, 201)
-    t = _wait(
-        lambda: _admin(institute, "GET", f"/api/v1/transfers/{started['id']}"),
+    started = admin_call(institute, "POST", "/api/v1/transfers", {"agreement_id": n["agreement_id"]}, 201)
+    t = until(
+        lambda: admin_call(institute, "GET", f"/api/v1/transfers/{started['id']}"),
         lambda t: t["state"] == "STARTED",
     )
     assert t["state"] == "STARTED", t
@@ -179,17 +162,18 @@ def test_transfer_issues_pull_token_suspension_revokes_it_and_consumer_resume_ge
     assert data.json()["dataset"] == "t2d-cohort"
     assert data.json()["export"] == {"rows": 3}
     assert httpx.get(t["endpoint"], headers={"Authorization": "Bearer forged"}).status_code == 401
-    _admin(institute, "POST", f"/api/v1/transfers/{t['id']}/suspend", {"reason": "pause"})
-    _wait(
-        lambda: _admin(institute, "GET", f"/api/v1/transfers/{t['id']}"), lambda t: t["state"] == "SUSPENDED"
+    admin_call(institute, "POST", f"/api/v1/transfers/{t['id']}/suspend", {"reason": "pause"})
+    until(
+        lambda: admin_call(institute, "GET", f"/api/v1/transfers/{t['id']}"),
+        lambda t: t["state"] == "SUSPENDED",
     )
     refused = httpx.get(t["endpoint"], headers={"Authorization": f"Bearer {t['authorization']}"})
     assert refused.status_code == 401
     assert "revoked" in refused.json()["message"]
     # The consumer restarts it: the provider answers with a fresh token; the revoked one stays revoked.
-    _admin(institute, "POST", f"/api/v1/transfers/{t['id']}/resume")
-    resumed = _wait(
-        lambda: _admin(institute, "GET", f"/api/v1/transfers/{t['id']}"),
+    admin_call(institute, "POST", f"/api/v1/transfers/{t['id']}/resume")
+    resumed = until(
+        lambda: admin_call(institute, "GET", f"/api/v1/transfers/{t['id']}"),
         lambda x: x["state"] == "STARTED" and x["authorization"] not in (None, t["authorization"]),
     )
     assert resumed["state"] == "STARTED", resumed
@@ -198,9 +182,10 @@ def test_transfer_issues_pull_token_suspension_revokes_it_and_consumer_resume_ge
     assert fresh.status_code == 200, fresh.text
     old = httpx.get(t["endpoint"], headers={"Authorization": f"Bearer {t['authorization']}"})
     assert old.status_code == 401
-    _admin(institute, "POST", f"/api/v1/transfers/{t['id']}/terminate", {"reason": "done"})
-    final = _wait(
-        lambda: _admin(institute, "GET", f"/api/v1/transfers/{t['id']}"), lambda t: t["state"] == "TERMINATED"
+    admin_call(institute, "POST", f"/api/v1/transfers/{t['id']}/terminate", {"reason": "done"})
+    final = until(
+        lambda: admin_call(institute, "GET", f"/api/v1/transfers/{t['id']}"),
+        lambda t: t["state"] == "TERMINATED",
     )
     assert final["state"] == "TERMINATED"
 

@@ -12,21 +12,15 @@ import httpx
 import pytest
 
 from d4h.node.settings import Role
-from tests.e2e.dataspace import Dataspace, Node, start_dataspace
+from tests.e2e.dataspace import Dataspace, Node, admin_call, start_dataspace
 
 OPEN = {"@type": "Set", "permission": [{"action": "use"}]}
-
-
-def _admin(node: Node, method: str, path: str, body: Any = None) -> Any:
-    resp = httpx.request(method, node.url + path, json=body, headers=node.admin(), timeout=30)
-    assert resp.status_code < 400, resp.text
-    return resp.json() if resp.content else None
 
 
 def _wait_state(node: Node, path: str, states: tuple[str, ...], timeout: float = 40.0) -> dict[str, Any]:
     deadline = time.monotonic() + timeout
     while True:
-        value = _admin(node, "GET", path)
+        value = admin_call(node, "GET", path)
         if value["state"] in states or time.monotonic() > deadline:
             return value  # type: ignore[no-any-return]
         time.sleep(0.1)
@@ -37,9 +31,9 @@ def space(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Dataspace]:
     workdir: Path = tmp_path_factory.mktemp("recovery-space")
     for space in start_dataspace(workdir, participants=(("hospital", Role.HOLDER), ("institute", Role.USER))):
         hospital = space["hospital"]
-        _admin(hospital, "POST", "/api/v1/datasets", {"id": "cohort", "title": "Cohort"})
-        _admin(hospital, "POST", "/api/v1/policies", {"id": "open", "policy": OPEN})
-        _admin(
+        admin_call(hospital, "POST", "/api/v1/datasets", {"id": "cohort", "title": "Cohort"})
+        admin_call(hospital, "POST", "/api/v1/policies", {"id": "open", "policy": OPEN})
+        admin_call(
             hospital,
             "POST",
             "/api/v1/contractdefinitions",
@@ -61,7 +55,7 @@ def _start(space: Dataspace, key: str) -> None:
 
 
 def _offer(space: Dataspace) -> dict[str, Any]:
-    catalog = _admin(
+    catalog = admin_call(
         space["institute"], "POST", "/api/v1/catalog/request", {"provider_url": space["hospital"].url}
     )
     return catalog["catalog"]["dataset"][0]["hasPolicy"][0]  # type: ignore[no-any-return]
@@ -71,24 +65,26 @@ def test_negotiation_completes_once_after_provider_was_killed(space: Dataspace) 
     institute, hospital = space["institute"], space["hospital"]
     offer = _offer(space)
     _restart(space, "hospital")  # provider is down (SIGKILL, no drain)
-    n = _admin(
+    n = admin_call(
         institute,
         "POST",
         "/api/v1/negotiations",
         {"provider_url": hospital.url, "offer": offer, "dataset_id": "cohort"},
     )
     time.sleep(1.0)  # the consumer's first send fails; it stays REQUESTING and retries with backoff
-    assert _admin(institute, "GET", f"/api/v1/negotiations/{n['id']}")["state"] == "REQUESTING"
+    assert admin_call(institute, "GET", f"/api/v1/negotiations/{n['id']}")["state"] == "REQUESTING"
     _start(space, "hospital")
     final = _wait_state(institute, f"/api/v1/negotiations/{n['id']}", ("FINALIZED", "TERMINATED"))
     assert final["state"] == "FINALIZED", final
     provider_side = [
-        x for x in _admin(hospital, "GET", "/api/v1/negotiations") if x["consumer_pid"] == n["consumer_pid"]
+        x
+        for x in admin_call(hospital, "GET", "/api/v1/negotiations")
+        if x["consumer_pid"] == n["consumer_pid"]
     ]
     assert len(provider_side) == 1
     assert provider_side[0]["state"] == "FINALIZED"
     agreements = [
-        a for a in _admin(hospital, "GET", "/api/v1/agreements") if a["id"] == final["agreement_id"]
+        a for a in admin_call(hospital, "GET", "/api/v1/agreements") if a["id"] == final["agreement_id"]
     ]
     assert len(agreements) == 1
 
@@ -96,7 +92,7 @@ def test_negotiation_completes_once_after_provider_was_killed(space: Dataspace) 
 def test_negotiation_completes_once_after_consumer_was_killed_mid_flight(space: Dataspace) -> None:
     institute, hospital = space["institute"], space["hospital"]
     offer = _offer(space)
-    n = _admin(
+    n = admin_call(
         institute,
         "POST",
         "/api/v1/negotiations",
@@ -107,7 +103,9 @@ def test_negotiation_completes_once_after_consumer_was_killed_mid_flight(space: 
     final = _wait_state(institute, f"/api/v1/negotiations/{n['id']}", ("FINALIZED", "TERMINATED"))
     assert final["state"] == "FINALIZED", final
     provider_side = [
-        x for x in _admin(hospital, "GET", "/api/v1/negotiations") if x["consumer_pid"] == n["consumer_pid"]
+        x
+        for x in admin_call(hospital, "GET", "/api/v1/negotiations")
+        if x["consumer_pid"] == n["consumer_pid"]
     ]
     assert len(provider_side) == 1
 
@@ -115,7 +113,7 @@ def test_negotiation_completes_once_after_consumer_was_killed_mid_flight(space: 
 def test_transfer_completes_after_provider_restart(space: Dataspace) -> None:
     institute, hospital = space["institute"], space["hospital"]
     offer = _offer(space)
-    n = _admin(
+    n = admin_call(
         institute,
         "POST",
         "/api/v1/negotiations",
@@ -123,13 +121,13 @@ def test_transfer_completes_after_provider_restart(space: Dataspace) -> None:
     )
     agreement = _wait_state(institute, f"/api/v1/negotiations/{n['id']}", ("FINALIZED",))["agreement_id"]
     _restart(space, "hospital")
-    t = _admin(institute, "POST", "/api/v1/transfers", {"agreement_id": agreement})
+    t = admin_call(institute, "POST", "/api/v1/transfers", {"agreement_id": agreement})
     time.sleep(1.0)
     _start(space, "hospital")
     started = _wait_state(institute, f"/api/v1/transfers/{t['id']}", ("STARTED", "TERMINATED"))
     assert started["state"] == "STARTED", started
     provider_side = [
-        x for x in _admin(hospital, "GET", "/api/v1/transfers") if x["consumer_pid"] == t["consumer_pid"]
+        x for x in admin_call(hospital, "GET", "/api/v1/transfers") if x["consumer_pid"] == t["consumer_pid"]
     ]
     assert len(provider_side) == 1
     data = httpx.get(started["endpoint"], headers={"Authorization": f"Bearer {started['authorization']}"})

@@ -31,12 +31,11 @@ from tests.e2e.crash_harness import (
     ingest_cli,
     pull,
     request,
-    settle,
     table_counts,
     trial_seeds,
     until_created,
 )
-from tests.e2e.dataspace import Dataspace, Node, start_dataspace
+from tests.e2e.dataspace import Dataspace, Node, start_dataspace, until
 
 OPEN = {"@type": "Set", "permission": [{"action": "use"}]}
 NEGOTIATION_FINAL = ("FINALIZED", "TERMINATED")
@@ -105,11 +104,11 @@ def test_negotiations_finalize_exactly_once_when_a_side_is_killed(
 
     ids = {n["id"] for n in started}
     pids = {n["consumer_pid"] for n in started}
-    consumer = settle(
+    consumer = until(
         lambda: [n for n in admin(institute, "GET", "/api/v1/negotiations?limit=1000") if n["id"] in ids],
         lambda ns: all(n["state"] in NEGOTIATION_FINAL for n in ns),
     )
-    provider = settle(
+    provider = until(
         lambda: [
             n for n in admin(hospital, "GET", "/api/v1/negotiations?limit=1000") if n["consumer_pid"] in pids
         ],
@@ -162,7 +161,7 @@ TRANSFER_STABLE = ("REQUESTED", "STARTED", "SUSPENDED", "COMPLETED", "TERMINATED
 
 def _agreement(user: Node, holder: Node, dataset: str) -> str:
     n = _negotiate(user, holder, _offer(user, holder, dataset), dataset)
-    n = settle(lambda: admin(user, "GET", f"/api/v1/negotiations/{n['id']}"),
+    n = until(lambda: admin(user, "GET", f"/api/v1/negotiations/{n['id']}"),
                lambda n: n["state"] in NEGOTIATION_FINAL)  # fmt: skip
     assert n["state"] == "FINALIZED", n
     return str(n["agreement_id"])
@@ -182,7 +181,7 @@ def _drive_transfer(
     provider_id = ""
     for goal, who, verb in TRANSFER_STEPS:
         for _ in range(60):
-            t = settle(lambda: admin(user, "GET", f"/api/v1/transfers/{tid}"),
+            t = until(lambda: admin(user, "GET", f"/api/v1/transfers/{tid}"),
                        lambda t: t["state"] in TRANSFER_STABLE, timeout=45)  # fmt: skip
             if t["state"] in (goal, "TERMINATED") or not verb or t["state"] == "REQUESTED":
                 if t["state"] in (goal, "TERMINATED"):
@@ -251,7 +250,7 @@ def test_transfers_complete_once_and_revoked_tokens_stay_revoked_when_a_side_is_
     if errors:
         raise errors[0]
     pids = {t["consumer_pid"] for t in started}
-    provider = settle(
+    provider = until(
         lambda: [
             t for t in admin(hospital, "GET", "/api/v1/transfers?limit=1000") if t["consumer_pid"] in pids
         ],
@@ -315,7 +314,7 @@ def analysis(space: Dataspace) -> dict[str, Any]:
         tid = admin(institute, "POST", "/api/v1/transfers",
                     {"agreement_id": agreement, "format": "Analysis-PULL"}, expect=201)["id"]  # fmt: skip
         fetch = partial(admin, institute, "GET", f"/api/v1/transfers/{tid}")
-        t = settle(fetch, lambda t: t["state"] in ("STARTED", "TERMINATED"))
+        t = until(fetch, lambda t: t["state"] in ("STARTED", "TERMINATED"))
         assert t["state"] == "STARTED", t
         transfers.append(t["id"])
     reference = admin(institute, "POST", "/api/v1/analyses?wait=120", {**GLM, "transfers": transfers})
@@ -366,7 +365,7 @@ def test_analysis_run_finishes_once_with_each_task_recorded_once_when_a_node_is_
     )
     timer = crasher.crash_later(victim, delay, downtime=downtime)
     trial.note(f"restart took {timer.join():.1f}s")
-    final = settle(lambda: admin(institute, "GET", f"/api/v1/analyses/{run['id']}"),
+    final = until(lambda: admin(institute, "GET", f"/api/v1/analyses/{run['id']}"),
                    lambda r: r["state"] in RUN_FINAL, timeout=90)  # fmt: skip
     trial.note(f"run {final['id']} {final['state']}: {final['error']}")
     trial.check(final["state"] in RUN_FINAL, f"run stuck in {final['state']}")

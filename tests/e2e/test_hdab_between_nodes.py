@@ -5,7 +5,6 @@ transparency register and the signed opt-out list."""
 from __future__ import annotations
 
 import json
-import time
 from collections.abc import Callable, Iterator
 from datetime import timedelta
 from pathlib import Path
@@ -18,7 +17,7 @@ from d4h.clock import SystemClock
 from d4h.hdab.optout import verify_optout_list
 from d4h.node.settings import Role
 from d4h.trust.did import DidResolver
-from tests.e2e.dataspace import Dataspace, Node, start_dataspace
+from tests.e2e.dataspace import Dataspace, Node, admin_call, start_dataspace, until
 
 PERMIT_GATED = {
     "@type": "Set",
@@ -44,28 +43,10 @@ MEMBERS_ONLY = {
 }
 
 
-def _admin(node: Node, method: str, path: str, body: Any = None, expect: int | None = None) -> Any:
-    resp = httpx.request(method, node.url + path, json=body, headers=node.admin(), timeout=60)
-    if expect is not None:
-        assert resp.status_code == expect, resp.text
-    else:
-        assert resp.status_code < 400, resp.text
-    return resp.json() if resp.content else None
-
-
 def _as_member(node: Node, hdab: Node, method: str, path: str, body: Any = None) -> httpx.Response:
     """``node`` calls the HDAB as itself (DCP-authenticated), through its management API."""
     call = {"hdab_url": hdab.url, "method": method, "path": path, "body": body}
     return httpx.post(node.url + "/api/v1/hdab-client/call", json=call, headers=node.admin(), timeout=60)
-
-
-def _wait(fn: Callable[[], Any], until: Callable[[Any], bool], timeout: float = 30.0) -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        value = fn()
-        if until(value) or time.monotonic() > deadline:
-            return value
-        time.sleep(0.1)
 
 
 def _form(hospital: Node) -> dict[str, Any]:
@@ -92,15 +73,15 @@ def space(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Dataspace]:
             participants=(("hospital", Role.HOLDER), ("institute", Role.USER), ("lab", Role.USER)),
         ):
             hospital = space["hospital"]
-            _admin(
+            admin_call(
                 hospital,
                 "POST",
                 "/api/v1/datasets",
                 {"id": "t2d-gated", "title": "T2D cohort", "metadata": {"export": {"rows": 3}}},
             )
-            _admin(hospital, "POST", "/api/v1/policies", {"id": "members", "policy": MEMBERS_ONLY})
-            _admin(hospital, "POST", "/api/v1/policies", {"id": "permit", "policy": PERMIT_GATED})
-            _admin(
+            admin_call(hospital, "POST", "/api/v1/policies", {"id": "members", "policy": MEMBERS_ONLY})
+            admin_call(hospital, "POST", "/api/v1/policies", {"id": "permit", "policy": PERMIT_GATED})
+            admin_call(
                 hospital,
                 "POST",
                 "/api/v1/contractdefinitions",
@@ -124,21 +105,21 @@ def granted(space: Dataspace) -> dict[str, Any]:
     assert app["state"] == "SUBMITTED"
     assert app["form"]["applicant"]["did"] == institute.did
     review = f"/api/v1/hdab/review/applications/{app['id']}"
-    _admin(hdab, "POST", f"{review}/pre_screen")
-    _admin(hdab, "POST", f"{review}/complete")
-    consulted = _admin(hdab, "POST", f"{review}/consult")["application"]
+    admin_call(hdab, "POST", f"{review}/pre_screen")
+    admin_call(hdab, "POST", f"{review}/complete")
+    consulted = admin_call(hdab, "POST", f"{review}/consult")["application"]
     answer = consulted["consultations"][0]
     assert answer["holder"] == hospital.did
     assert answer["feasible"] is True
-    _admin(hdab, "POST", f"{review}/propose_fee", {"hdab_fee": "50"})
+    admin_call(hdab, "POST", f"{review}/propose_fee", {"hdab_fee": "50"})
     accepted = _as_member(institute, hdab, "POST", f"/api/v1/hdab/applications/{app['id']}/accept_fee", {})
     assert accepted.status_code == 200, accepted.text
-    decided = _admin(hdab, "POST", f"{review}/approve", {"justification": "meets Art. 68 conditions"})
+    decided = admin_call(hdab, "POST", f"{review}/approve", {"justification": "meets Art. 68 conditions"})
     assert decided["application"]["state"] == "DECISION_ISSUED"
     permit = decided["permit"]
     assert permit["datasets"] == ["t2d-gated"]
     assert permit["data_user"] == institute.did
-    fetched = _admin(
+    fetched = admin_call(
         institute, "POST", "/api/v1/permits/fetch", {"hdab_url": hdab.url, "permit_id": permit["permit_id"]}
     )
     assert fetched["permit_id"] == permit["permit_id"]
@@ -149,9 +130,9 @@ def _negotiate(
     space: Dataspace, consumer: str, *, settle: Callable[[Any], bool], timeout: float = 30.0
 ) -> dict[str, Any]:
     hospital = space["hospital"]
-    catalog = _admin(space[consumer], "POST", "/api/v1/catalog/request", {"provider_url": hospital.url})
+    catalog = admin_call(space[consumer], "POST", "/api/v1/catalog/request", {"provider_url": hospital.url})
     ds = next(d for d in catalog["catalog"]["dataset"] if d["@id"] == "t2d-gated")
-    started = _admin(
+    started = admin_call(
         space[consumer],
         "POST",
         "/api/v1/negotiations",
@@ -159,8 +140,8 @@ def _negotiate(
         201,
     )
     return dict(
-        _wait(
-            lambda: _admin(space[consumer], "GET", f"/api/v1/negotiations/{started['id']}"),
+        until(
+            lambda: admin_call(space[consumer], "GET", f"/api/v1/negotiations/{started['id']}"),
             settle,
             timeout=timeout,
         )
@@ -170,10 +151,10 @@ def _negotiate(
 def test_negotiation_stays_pending_when_the_requester_holds_no_permit(space: Dataspace) -> None:
     n = _negotiate(space, "lab", settle=lambda n: n["provider_pid"] is not None or n["state"] == "TERMINATED")
     assert n["wire_state"] == "REQUESTED", n
-    provider = _wait(
+    provider = until(
         lambda: [
             x
-            for x in _admin(space["hospital"], "GET", "/api/v1/negotiations")
+            for x in admin_call(space["hospital"], "GET", "/api/v1/negotiations")
             if x["counter_party"] == space["lab"].did
         ],
         lambda xs: bool(xs) and xs[0].get("pending"),
@@ -188,7 +169,7 @@ def test_negotiation_finalizes_when_the_requester_presents_its_permit(
 ) -> None:
     n = _negotiate(space, "institute", settle=lambda n: n["state"] in ("FINALIZED", "TERMINATED"))
     assert n["state"] == "FINALIZED", n
-    agreement = _admin(space["hospital"], "GET", f"/api/v1/agreements/{n['agreement_id']}")
+    agreement = admin_call(space["hospital"], "GET", f"/api/v1/agreements/{n['agreement_id']}")
     assert agreement["consumer"] == space["institute"].did
 
 
@@ -196,17 +177,19 @@ def test_revoking_the_permit_terminates_a_running_transfer(space: Dataspace, gra
     institute, hdab = space["institute"], space["authority"]
     n = _negotiate(space, "institute", settle=lambda n: n["state"] in ("FINALIZED", "TERMINATED"))
     assert n["state"] == "FINALIZED", n
-    started = _admin(institute, "POST", "/api/v1/transfers", {"agreement_id": n["agreement_id"]}, 201)
-    t = _wait(
-        lambda: _admin(institute, "GET", f"/api/v1/transfers/{started['id']}"),
+    started = admin_call(institute, "POST", "/api/v1/transfers", {"agreement_id": n["agreement_id"]}, 201)
+    t = until(
+        lambda: admin_call(institute, "GET", f"/api/v1/transfers/{started['id']}"),
         lambda t: t["state"] == "STARTED",
     )
     assert t["state"] == "STARTED", t
     permit_id = granted["permit"]["permit_id"]
-    revoked = _admin(hdab, "POST", f"/api/v1/hdab/review/permits/{permit_id}/revoke", {"reason": "breach"})
+    revoked = admin_call(
+        hdab, "POST", f"/api/v1/hdab/review/permits/{permit_id}/revoke", {"reason": "breach"}
+    )
     assert revoked["state"] == "REVOKED"
-    final = _wait(
-        lambda: _admin(institute, "GET", f"/api/v1/transfers/{t['id']}"),
+    final = until(
+        lambda: admin_call(institute, "GET", f"/api/v1/transfers/{t['id']}"),
         lambda t: t["state"] == "TERMINATED",
         timeout=30,
     )
@@ -239,7 +222,7 @@ def test_only_the_reviewer_decides_when_called_without_the_hdab_admin_token(
     foreign = httpx.post(hdab.url + path, json={"justification": "x"}, headers=institute.admin())
     assert foreign.status_code == 401
     assert httpx.get(hdab.url + "/api/v1/hdab/review/queue").status_code == 401
-    queue = _admin(hdab, "GET", "/api/v1/hdab/review/queue")
+    queue = admin_call(hdab, "GET", "/api/v1/hdab/review/queue")
     mine = next(q for q in queue if q["application"]["id"] == granted["application"]["id"])
     assert any(d["name"].startswith("decision") and d["met_on"] for d in mine["deadlines"])
     assert mine["overdue"] is False
@@ -301,8 +284,8 @@ def test_federated_catalogue_finds_the_hospital_dataset_and_its_export_passes_sh
     from tests.conformance.catalog.test_healthdcat_shacl import SHAPE_FILES, _lift_pathless_property_shapes
 
     hdab, institute = space["authority"], space["institute"]
-    found = _wait(
-        lambda: _admin(hdab, "GET", "/api/v1/hdab/catalogue?q=T2D"),
+    found = until(
+        lambda: admin_call(hdab, "GET", "/api/v1/hdab/catalogue?q=T2D"),
         lambda r: r["total"] >= 1,
     )
     assert [h["dataset_id"] for h in found["hits"]] == ["t2d-gated"]

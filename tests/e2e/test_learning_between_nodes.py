@@ -20,8 +20,8 @@ from d4h.learning.models import predict_proba
 from d4h.learning.rounds import holder_step, run_rounds
 from d4h.learning.task import n_features, training_plan
 from d4h.node.settings import Role
-from tests.e2e.dataspace import Dataspace, Node, start_dataspace
-from tests.e2e.test_analytics_between_nodes import USERS_ONLY, _admin, _open_channel
+from tests.e2e.dataspace import Dataspace, Node, admin_call, start_dataspace
+from tests.e2e.test_analytics_between_nodes import USERS_ONLY, _open_channel
 from tests.unit.learning.test_fedavg_function import COVARIATES, LEVELS, RISK, _complication_cohort
 
 HOLDERS = ("h0", "h1", "h2")
@@ -50,10 +50,10 @@ def complications() -> dict[str, pd.DataFrame]:
 
 def _publish(holder: Node) -> None:
     for ds in DATASETS:
-        _admin(holder, "POST", "/api/v1/datasets",
+        admin_call(holder, "POST", "/api/v1/datasets",
                {"id": ds, "title": f"{ds} (site {holder.key})", "metadata": {"source": {"table": ds}}})  # fmt: skip
-    _admin(holder, "POST", "/api/v1/policies", {"id": "users", "policy": USERS_ONLY})
-    _admin(holder, "POST", "/api/v1/contractdefinitions",
+    admin_call(holder, "POST", "/api/v1/policies", {"id": "users", "policy": USERS_ONLY})
+    admin_call(holder, "POST", "/api/v1/contractdefinitions",
            {"id": "research", "access_policy_id": "users", "contract_policy_id": "users",
             "dataset_ids": list(DATASETS)})  # fmt: skip
 
@@ -84,7 +84,7 @@ def env(
 def _analyze(env: dict[str, Any], dataset: str, expect: str = "COMPLETED", **request: Any) -> dict[str, Any]:
     space: Dataspace = env["space"]
     body = {"function": "fedavg", "transfers": list(env["channels"][dataset].values()), **request}
-    run = _admin(space["institute"], "POST", "/api/v1/analyses?wait=120", body)
+    run = admin_call(space["institute"], "POST", "/api/v1/analyses?wait=120", body)
     assert run["state"] == expect, (run["error"], run["holders"])
     return dict(run)
 

@@ -18,19 +18,19 @@ from d4h.node.settings import Role
 from d4h.oncology import similar_patients as sp
 from d4h.oncology.extract import oncology_lines
 from d4h.oncology.functions import OMOP_FEATURES, query_of, toxicity_design
-from tests.e2e.dataspace import Node, start_dataspace
-from tests.e2e.test_analytics_between_nodes import USERS_ONLY, _admin, _open_channel
+from tests.e2e.dataspace import Node, admin_call, start_dataspace
+from tests.e2e.test_analytics_between_nodes import USERS_ONLY, _open_channel
 
 HOLDERS = {"h0": "site-a", "h1": "site-b", "h2": "site-c"}
 BOARD = {"tumour_type": "breast", "stages": ["I", "II", "III"], "line": 1}
 
 
 def _publish(holder: Node) -> None:
-    _admin(holder, "POST", "/api/v1/datasets",
+    admin_call(holder, "POST", "/api/v1/datasets",
            {"id": "lines", "title": f"oncology lines (site {holder.key})",
             "metadata": {"source": {"extract": "oncology_lines"}}})  # fmt: skip
-    _admin(holder, "POST", "/api/v1/policies", {"id": "users", "policy": USERS_ONLY})
-    _admin(holder, "POST", "/api/v1/contractdefinitions",
+    admin_call(holder, "POST", "/api/v1/policies", {"id": "users", "policy": USERS_ONLY})
+    admin_call(holder, "POST", "/api/v1/contractdefinitions",
            {"id": "research", "access_policy_id": "users", "contract_policy_id": "users",
             "dataset_ids": ["lines"]})  # fmt: skip
 
@@ -54,7 +54,7 @@ def env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
 
 def _analyze(env: dict[str, Any], expect: str = "COMPLETED", **request: Any) -> dict[str, Any]:
     body = {"transfers": list(env["channels"].values()), **request}
-    run = _admin(env["space"]["institute"], "POST", "/api/v1/analyses?wait=120", body)
+    run = admin_call(env["space"]["institute"], "POST", "/api/v1/analyses?wait=120", body)
     assert run["state"] == expect, (run["error"], run["holders"])
     return dict(run)
 

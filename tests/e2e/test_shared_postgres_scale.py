@@ -9,10 +9,9 @@ DSP message or analysis task was sent twice, even where a repeat would have been
 from __future__ import annotations
 
 import os
-import time
 import uuid
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
@@ -29,7 +28,7 @@ from d4h.node.app import ADMIN_TOKEN_FILE
 from d4h.node.nodedir import init_node
 from d4h.node.settings import Role
 from d4h.node.supervisor import Supervisor, free_port
-from tests.e2e.dataspace import FAST_TRUST, Node
+from tests.e2e.dataspace import FAST_TRUST, Node, admin_call, until
 
 PG = os.environ.get("D4H_TEST_POSTGRES_URL")
 pytestmark = pytest.mark.skipif(not PG, reason="D4H_TEST_POSTGRES_URL not set (make test sets it)")
@@ -57,21 +56,6 @@ class Space:
     def urls(self, key: str) -> list[str]:
         """Every process of a node (the public URL first)."""
         return [self.nodes[key].url, *([self.extra_urls[key]] if key in self.extra_urls else [])]
-
-
-def _call(node: Node, method: str, path: str, body: Any = None, *, url: str = "") -> Any:
-    resp = httpx.request(method, (url or node.url) + path, json=body, headers=node.admin(), timeout=60)
-    assert resp.status_code < 400, resp.text
-    return resp.json() if resp.content else None
-
-
-def _until(fn: Callable[[], Any], ok: Callable[[Any], bool], timeout: float = 60.0) -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        value = fn()
-        if ok(value) or time.monotonic() > deadline:
-            return value
-        time.sleep(0.2)
 
 
 def _requests(space: Space, key: str, method: str, route_suffix: str) -> int:
@@ -109,7 +93,7 @@ def _audit(node: Node, after: int = 0) -> list[dict[str, Any]]:
     """Audit entries with seq > ``after``, all pages."""
     entries: list[dict[str, Any]] = []
     while True:
-        page = _call(node, "GET", f"/api/v1/audit/entries?after={after}&limit=1000")["entries"]
+        page = admin_call(node, "GET", f"/api/v1/audit/entries?after={after}&limit=1000")["entries"]
         if not page:
             return entries
         entries.extend(page)
@@ -128,20 +112,20 @@ def _frame(seed: int) -> pd.DataFrame:
 
 def _open_channel(space: Space, holder: str) -> str:
     user, provider = space.nodes["institute"], space.nodes[holder]
-    catalog = _call(user, "POST", "/api/v1/catalog/request", {"provider_url": provider.url})["catalog"]
+    catalog = admin_call(user, "POST", "/api/v1/catalog/request", {"provider_url": provider.url})["catalog"]
     body = {
         "provider_url": provider.url,
         "offer": catalog["dataset"][0]["hasPolicy"][0],
         "dataset_id": "cohort",
     }
-    nid = _call(user, "POST", "/api/v1/negotiations", body)["id"]
-    n = _until(lambda: _call(user, "GET", f"/api/v1/negotiations/{nid}"), lambda n: n["state"] in DONE)
+    nid = admin_call(user, "POST", "/api/v1/negotiations", body)["id"]
+    n = until(lambda: admin_call(user, "GET", f"/api/v1/negotiations/{nid}"), lambda n: n["state"] in DONE)
     assert n["state"] == "FINALIZED", n
-    t = _call(
+    t = admin_call(
         user, "POST", "/api/v1/transfers", {"agreement_id": n["agreement_id"], "format": "Analysis-PULL"}
     )
-    t = _until(
-        lambda: _call(user, "GET", f"/api/v1/transfers/{t['id']}"),
+    t = until(
+        lambda: admin_call(user, "GET", f"/api/v1/transfers/{t['id']}"),
         lambda t: t["state"] in ("STARTED", "TERMINATED"),
     )
     assert t["state"] == "STARTED", t
@@ -203,14 +187,16 @@ def space(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Space]:
         second.wait_ready(timeout=90)
         space = Space(nodes, extra_urls)
         for node in nodes.values():
-            _call(node, "POST", "/api/v1/trust/onboard")
+            admin_call(node, "POST", "/api/v1/trust/onboard")
         for seed, holder in enumerate(("hospital", "clinic")):
             node = nodes[holder]
             load_table(str(node.node_dir / "holder" / "analytics.duckdb"), "cohort", _frame(seed))
             meta = {"source": {"table": "cohort"}}
-            _call(node, "POST", "/api/v1/datasets", {"id": "cohort", "title": "Cohort", "metadata": meta})
-            _call(node, "POST", "/api/v1/policies", {"id": "users", "policy": USERS_ONLY})
-            _call(node, "POST", "/api/v1/contractdefinitions",
+            admin_call(
+                node, "POST", "/api/v1/datasets", {"id": "cohort", "title": "Cohort", "metadata": meta}
+            )
+            admin_call(node, "POST", "/api/v1/policies", {"id": "users", "policy": USERS_ONLY})
+            admin_call(node, "POST", "/api/v1/contractdefinitions",
                   {"id": "cd", "access_policy_id": "users", "contract_policy_id": "users",
                    "dataset_ids": ["cohort"]})  # fmt: skip
             space.channels[holder] = _open_channel(space, holder)
@@ -230,18 +216,18 @@ def test_negotiations_and_transfers_happen_exactly_once_across_two_processes_on_
     user, hospital = space.nodes["institute"], space.nodes["hospital"]
     user_urls = space.urls("institute")
     base = _dsp_messages(space)
-    offer = _call(user, "POST", "/api/v1/catalog/request", {"provider_url": hospital.url})["catalog"][
+    offer = admin_call(user, "POST", "/api/v1/catalog/request", {"provider_url": hospital.url})["catalog"][
         "dataset"
     ][0]["hasPolicy"][0]
 
     def negotiate(i: int) -> str:
         body = {"provider_url": hospital.url, "offer": offer, "dataset_id": "cohort"}
-        return str(_call(user, "POST", "/api/v1/negotiations", body, url=user_urls[i % 2])["id"])
+        return str(admin_call(user, "POST", "/api/v1/negotiations", body, url=user_urls[i % 2])["id"])
 
     with ThreadPoolExecutor(8) as pool:  # researchers on both user processes at once
         ids = list(pool.map(negotiate, range(NEGOTIATIONS)))
-    states = _until(
-        lambda: [_call(user, "GET", f"/api/v1/negotiations/{i}") for i in ids],
+    states = until(
+        lambda: [admin_call(user, "GET", f"/api/v1/negotiations/{i}") for i in ids],
         lambda ns: all(n["state"] in DONE for n in ns),
     )
     assert [n["state"] for n in states] == ["FINALIZED"] * NEGOTIATIONS, [
@@ -250,12 +236,12 @@ def test_negotiations_and_transfers_happen_exactly_once_across_two_processes_on_
 
     def transfer(i: int) -> str:
         body = {"agreement_id": states[i]["agreement_id"], "format": "HttpData-PULL"}
-        return str(_call(user, "POST", "/api/v1/transfers", body, url=user_urls[(i + 1) % 2])["id"])
+        return str(admin_call(user, "POST", "/api/v1/transfers", body, url=user_urls[(i + 1) % 2])["id"])
 
     with ThreadPoolExecutor(8) as pool:
         transfers = list(pool.map(transfer, range(NEGOTIATIONS)))
-    started = _until(
-        lambda: [_call(user, "GET", f"/api/v1/transfers/{t}") for t in transfers],
+    started = until(
+        lambda: [admin_call(user, "GET", f"/api/v1/transfers/{t}") for t in transfers],
         lambda ts: all(t["state"] in ("STARTED", "TERMINATED") for t in ts),
     )
     assert [t["state"] for t in started] == ["STARTED"] * NEGOTIATIONS, started
@@ -263,13 +249,15 @@ def test_negotiations_and_transfers_happen_exactly_once_across_two_processes_on_
     # Both sides hold each process exactly once, in its final state.
     ours = {n["consumer_pid"] for n in states}
     provider = [
-        n for n in _call(hospital, "GET", "/api/v1/negotiations?limit=500") if n["consumer_pid"] in ours
+        n for n in admin_call(hospital, "GET", "/api/v1/negotiations?limit=500") if n["consumer_pid"] in ours
     ]
     assert sorted(n["consumer_pid"] for n in provider) == sorted(ours)
     assert {n["state"] for n in provider} == {"FINALIZED"}
     agreements = {n["agreement_id"] for n in states}
     provider_transfers = [
-        t for t in _call(hospital, "GET", "/api/v1/transfers?limit=500") if t["agreement_id"] in agreements
+        t
+        for t in admin_call(hospital, "GET", "/api/v1/transfers?limit=500")
+        if t["agreement_id"] in agreements
     ]
     assert len(provider_transfers) == NEGOTIATIONS
     assert {t["state"] for t in provider_transfers} == {"STARTED"}
@@ -287,7 +275,9 @@ def test_analysis_runs_submitted_to_both_user_processes_execute_exactly_once(spa
     holders = ("hospital", "clinic")
     tasks_route = "/analysis/{transfer_id}/tasks"
     before = {h: _requests(space, h, "POST", tasks_route) for h in holders}
-    heads = {h: _call(space.nodes[h], "GET", "/api/v1/audit/entries?limit=1")["head_seq"] for h in holders}
+    heads = {
+        h: admin_call(space.nodes[h], "GET", "/api/v1/audit/entries?limit=1")["head_seq"] for h in holders
+    }
     transfers = [space.channels[h] for h in holders]
     requests = [
         {"function": "feasibility", "transfers": transfers},
@@ -299,13 +289,13 @@ def test_analysis_runs_submitted_to_both_user_processes_execute_exactly_once(spa
     ]
 
     def submit(i: int) -> str:
-        resp = _call(user, "POST", "/api/v1/analyses", requests[i % 2], url=user_urls[(i // 2) % 2])
+        resp = admin_call(user, "POST", "/api/v1/analyses", requests[i % 2], url=user_urls[(i // 2) % 2])
         return str(resp["id"])
 
     with ThreadPoolExecutor(8) as pool:
         run_ids = list(pool.map(submit, range(RUNS)))
-    runs = _until(
-        lambda: [_call(user, "GET", f"/api/v1/analyses/{r}") for r in run_ids],
+    runs = until(
+        lambda: [admin_call(user, "GET", f"/api/v1/analyses/{r}") for r in run_ids],
         lambda rs: all(r["state"] in ("COMPLETED", "FAILED") for r in rs),
         timeout=90,
     )
@@ -327,7 +317,7 @@ def test_analysis_runs_submitted_to_both_user_processes_execute_exactly_once(spa
     # function (all runs ask the same thing of the same data); and it received no task request twice.
     for key in holders:
         node = space.nodes[key]
-        ledger = [t for t in _call(node, "GET", "/api/v1/holder/analysis-tasks?limit=1000")
+        ledger = [t for t in admin_call(node, "GET", "/api/v1/holder/analysis-tasks?limit=1000")
                   if t["record"]["run"] in run_ids]  # fmt: skip
         steps: dict[str, list[int]] = {r: [] for r in run_ids}
         for task in ledger:
@@ -362,14 +352,14 @@ def test_near_duplicate_row_sets_sent_at_once_to_both_user_processes_release_at_
     with ThreadPoolExecutor(2) as pool:
         run_ids = list(
             pool.map(
-                lambda i: _call(user, "POST", "/api/v1/analyses", bodies[i], url=space.urls("institute")[i])[
-                    "id"
-                ],
+                lambda i: admin_call(
+                    user, "POST", "/api/v1/analyses", bodies[i], url=space.urls("institute")[i]
+                )["id"],
                 range(2),
             )
         )
-    runs = _until(
-        lambda: [_call(user, "GET", f"/api/v1/analyses/{r}") for r in run_ids],
+    runs = until(
+        lambda: [admin_call(user, "GET", f"/api/v1/analyses/{r}") for r in run_ids],
         lambda rs: all(r["state"] in ("COMPLETED", "FAILED") for r in rs),
     )
     outcomes = sorted((r["holders"][0]["state"], r["holders"][0]["error"] or "") for r in runs)

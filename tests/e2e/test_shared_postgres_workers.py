@@ -18,7 +18,7 @@ from d4h.node.app import ADMIN_TOKEN_FILE
 from d4h.node.nodedir import init_node
 from d4h.node.settings import Role
 from d4h.node.supervisor import Supervisor, free_port
-from tests.e2e.dataspace import FAST_TRUST, Node
+from tests.e2e.dataspace import FAST_TRUST, Node, admin_call
 
 PG = os.environ.get("D4H_TEST_POSTGRES_URL")
 pytestmark = pytest.mark.skipif(not PG, reason="D4H_TEST_POSTGRES_URL not set (make test sets it)")
@@ -36,12 +36,6 @@ def pg_schema() -> Iterator[str]:
     with engine.begin() as conn:
         conn.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
     engine.dispose()
-
-
-def _admin(node: Node, method: str, path: str, body: Any = None) -> Any:
-    resp = httpx.request(method, node.url + path, json=body, headers=node.admin(), timeout=30)
-    assert resp.status_code < 400, resp.text
-    return resp.json() if resp.content else None
 
 
 def test_two_provider_processes_on_one_database_never_double_send(tmp_path: Path, pg_schema: str) -> None:
@@ -83,21 +77,21 @@ def test_two_provider_processes_on_one_database_never_double_send(tmp_path: Path
             del os.environ["D4H_PORT"], os.environ["D4H_PUBLIC_URL"]
         sup.wait_ready([worker], timeout=60)
         for node in nodes.values():
-            _admin(node, "POST", "/api/v1/trust/onboard")
-        _admin(hospital, "POST", "/api/v1/datasets", {"id": "cohort", "title": "Cohort"})
-        _admin(hospital, "POST", "/api/v1/policies", {"id": "open", "policy": OPEN})
-        _admin(
+            admin_call(node, "POST", "/api/v1/trust/onboard")
+        admin_call(hospital, "POST", "/api/v1/datasets", {"id": "cohort", "title": "Cohort"})
+        admin_call(hospital, "POST", "/api/v1/policies", {"id": "open", "policy": OPEN})
+        admin_call(
             hospital,
             "POST",
             "/api/v1/contractdefinitions",
             {"id": "cd", "access_policy_id": "open", "contract_policy_id": "open", "dataset_ids": ["cohort"]},
         )
         institute = nodes["institute"]
-        offer = _admin(institute, "POST", "/api/v1/catalog/request", {"provider_url": hospital.url})[
+        offer = admin_call(institute, "POST", "/api/v1/catalog/request", {"provider_url": hospital.url})[
             "catalog"
         ]["dataset"][0]["hasPolicy"][0]
         ids = [
-            _admin(
+            admin_call(
                 institute,
                 "POST",
                 "/api/v1/negotiations",
@@ -108,15 +102,15 @@ def test_two_provider_processes_on_one_database_never_double_send(tmp_path: Path
         deadline = time.monotonic() + 60
         states: dict[str, str] = {}
         while time.monotonic() < deadline:
-            states = {i: _admin(institute, "GET", f"/api/v1/negotiations/{i}")["state"] for i in ids}
+            states = {i: admin_call(institute, "GET", f"/api/v1/negotiations/{i}")["state"] for i in ids}
             if all(s in ("FINALIZED", "TERMINATED") for s in states.values()):
                 break
             time.sleep(0.2)
         provider_view = {
             (n["consumer_pid"], n["state"], n["error_detail"])
-            for n in _admin(hospital, "GET", "/api/v1/negotiations")
+            for n in admin_call(hospital, "GET", "/api/v1/negotiations")
         }
-        consumer_view = [_admin(institute, "GET", f"/api/v1/negotiations/{i}") for i in ids]
+        consumer_view = [admin_call(institute, "GET", f"/api/v1/negotiations/{i}") for i in ids]
         assert set(states.values()) == {"FINALIZED"}, (
             [
                 (c["consumer_pid"], c["state"], c["error_detail"])
@@ -132,7 +126,7 @@ def test_two_provider_processes_on_one_database_never_double_send(tmp_path: Path
         ).json()["entries"]
         agreed = [e for e in entries if e["action"] == "negotiation.agreed"]
         assert len(agreed) == len(ids)
-        provider = _admin(hospital, "GET", "/api/v1/negotiations")
+        provider = admin_call(hospital, "GET", "/api/v1/negotiations")
         assert len(provider) == len(ids)
         assert {n["state"] for n in provider} == {"FINALIZED"}
     finally:

@@ -5,7 +5,6 @@ POST /api/v1/analyses. Only aggregated or permitted outputs leave; refusals happ
 from __future__ import annotations
 
 import csv
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -20,7 +19,7 @@ from d4h.holder.synthetic.vocabulary import DEMO
 from d4h.node.settings import Role
 from d4h.sdk.twin_results import TwinT1DResult, TwinT2DResult
 from d4h.twin.extract import T1D_COHORT, t1d_twins_individual
-from tests.e2e.dataspace import Dataspace, Node, start_dataspace
+from tests.e2e.dataspace import Dataspace, Node, admin_call, start_dataspace, until
 
 HOLDERS = ("h0", "h1", "h2")
 USERS_ONLY = {
@@ -65,46 +64,31 @@ T2D_PARAMS = {"years": 8, "n_runs": 40, "seed": 1}
 T1D_VARIABLES = {"age": {"kind": "age"}, "sex": {"kind": "sex"}, "bmi": _last(DEMO.BMI)}
 
 
-def _admin(node: Node, method: str, path: str, body: Any = None, expect: int | None = None) -> Any:
-    resp = httpx.request(method, node.url + path, json=body, headers=node.admin(), timeout=180)
-    assert resp.status_code == expect if expect is not None else resp.status_code < 400, resp.text
-    return resp.json() if resp.content else None
-
-
-def _until(fn: Any, ok: Any, timeout: float = 30.0) -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        value = fn()
-        if ok(value) or time.monotonic() > deadline:
-            return value
-        time.sleep(0.1)
-
-
 def _publish(holder: Node) -> None:
-    _admin(
+    admin_call(
         holder, "POST", "/api/v1/datasets", {"id": "omop", "title": f"OMOP ({holder.key})", "metadata": {}}
     )
-    _admin(holder, "POST", "/api/v1/datasets",
+    admin_call(holder, "POST", "/api/v1/datasets",
            {"id": "t1d-individual", "title": f"T1D twins, individual ({holder.key})",
             "metadata": {"source": {"extract": "t1d_twins_individual"}}})  # fmt: skip
-    _admin(holder, "POST", "/api/v1/policies", {"id": "users", "policy": USERS_ONLY})
-    _admin(holder, "POST", "/api/v1/contractdefinitions",
+    admin_call(holder, "POST", "/api/v1/policies", {"id": "users", "policy": USERS_ONLY})
+    admin_call(holder, "POST", "/api/v1/contractdefinitions",
            {"id": "research", "access_policy_id": "users", "contract_policy_id": "users",
             "dataset_ids": ["omop", "t1d-individual"]})  # fmt: skip
 
 
 def _open_channel(user: Node, holder: Node, dataset: str) -> str:
-    catalog = _admin(user, "POST", "/api/v1/catalog/request", {"provider_url": holder.url})["catalog"]
+    catalog = admin_call(user, "POST", "/api/v1/catalog/request", {"provider_url": holder.url})["catalog"]
     ds = next(d for d in catalog["dataset"] if d["@id"] == dataset)
-    started = _admin(user, "POST", "/api/v1/negotiations",
+    started = admin_call(user, "POST", "/api/v1/negotiations",
                      {"provider_url": holder.url, "offer": ds["hasPolicy"][0], "dataset_id": dataset}, 201)  # fmt: skip
-    n = _until(lambda: _admin(user, "GET", f"/api/v1/negotiations/{started['id']}"),
+    n = until(lambda: admin_call(user, "GET", f"/api/v1/negotiations/{started['id']}"),
                lambda n: n["state"] in ("FINALIZED", "TERMINATED"))  # fmt: skip
     assert n["state"] == "FINALIZED", n
-    t = _admin(
+    t = admin_call(
         user, "POST", "/api/v1/transfers", {"agreement_id": n["agreement_id"], "format": "Analysis-PULL"}, 201
     )
-    t = _until(lambda: _admin(user, "GET", f"/api/v1/transfers/{t['id']}"),
+    t = until(lambda: admin_call(user, "GET", f"/api/v1/transfers/{t['id']}"),
                lambda t: t["state"] in ("STARTED", "TERMINATED"))  # fmt: skip
     assert t["state"] == "STARTED", t
     return str(t["id"])
@@ -138,7 +122,7 @@ def env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
 def _analyze(env: dict[str, Any], dataset: str, expect: str = "COMPLETED", **request: Any) -> dict[str, Any]:
     space: Dataspace = env["space"]
     body = {"transfers": list(env["channels"][dataset].values()), **request}
-    run = _admin(space["institute"], "POST", "/api/v1/analyses?wait=170", body)
+    run = admin_call(space["institute"], "POST", "/api/v1/analyses?wait=170", body)
     assert run["state"] == expect, (run["error"], run["holders"])
     return dict(run)
 
