@@ -10,6 +10,14 @@ from d4h.dsp import messages as m
 
 AT = datetime(2026, 11, 28, 12, 0, tzinfo=UTC)
 OFFER = m.Offer(id="urn:offer:1", target="urn:uuid:ds-1", permission=(m.Permission(action="use"),))
+AGREEMENT = m.Agreement(
+    id="urn:agreement:1",
+    target=OFFER.target,
+    assigner="did:web:provider",
+    assignee="did:web:consumer",
+    timestamp=AT,
+    permission=OFFER.permission,
+)
 
 
 def consumer_request(id: str = "c1", consumer_pid: str = "urn:uuid:c-1") -> ContractNegotiation:

@@ -59,6 +59,18 @@ def _ok(result: Ok[Op] | Err[InvalidSchema]) -> Op:
     return result.ok()
 
 
+def _budget(examples: int) -> Any:
+    """Hypothesis settings of one operation's run: ``examples`` cases, replayed in `make test`."""
+    return settings(
+        max_examples=examples,
+        phases=[Phase.explicit, Phase.generate],
+        deadline=None,
+        database=None,
+        derandomize=not SOAK,  # `make test` replays the same examples; the soak explores
+        suppress_health_check=list(HealthCheck),
+    )
+
+
 def _admin_only(op: Op) -> bool:
     """Operations that declare the admin bearer scheme (AdminDep) in the OpenAPI."""
     return bool(op.definition.raw.get("security"))
@@ -77,14 +89,7 @@ def _fuzz(
 ) -> str | None:
     """Run the operation's budget; the first failure, described, or None."""
 
-    @settings(
-        max_examples=examples,
-        phases=[Phase.explicit, Phase.generate],
-        deadline=None,
-        database=None,
-        derandomize=not SOAK,  # `make test` replays the same examples; the soak explores
-        suppress_health_check=list(HealthCheck),
-    )
+    @_budget(examples)
     @given(case=_strategy(op))
     def run(case: AnyCase) -> None:
         sent = headers()
@@ -175,14 +180,7 @@ def _ui_operations(spec: dict[str, Any], node: Node) -> list[Op]:
 
 
 def _fuzz_ui(op: Op, node: Node, session: UiSession | None, seen: list[tuple[int, str]]) -> str | None:
-    @settings(
-        max_examples=MAX_EXAMPLES if session else max(2, MAX_EXAMPLES // 2),
-        phases=[Phase.explicit, Phase.generate],
-        deadline=None,
-        database=None,
-        derandomize=not SOAK,  # `make test` replays the same examples; the soak explores
-        suppress_health_check=list(HealthCheck),
-    )
+    @_budget(MAX_EXAMPLES if session else max(2, MAX_EXAMPLES // 2))
     @given(case=_strategy(op))
     def run(case: AnyCase) -> None:
         cookies = {}

@@ -8,17 +8,7 @@ from d4h.contracts import negotiation as neg
 from d4h.contracts.codec import encode_negotiation
 from d4h.contracts.negotiation import ContractNegotiation
 from d4h.contracts.routes import _negotiation, _negotiation_listed
-from d4h.dsp import messages as m
-from tests.negotiations import AT, OFFER, consumer_request, provider_opened
-
-AGREEMENT = m.Agreement(
-    id="urn:agreement:1",
-    target="urn:uuid:ds-1",
-    assigner="did:web:provider",
-    assignee="did:web:consumer",
-    timestamp=AT,
-    permission=OFFER.permission,
-)
+from tests.negotiations import AGREEMENT, AT, consumer_request, provider_opened
 
 
 def _states() -> list[ContractNegotiation]:

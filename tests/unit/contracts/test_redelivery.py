@@ -4,26 +4,14 @@ found by tests/e2e/test_crash_recovery.py). Genuinely out-of-order messages are 
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
-
 import pytest
 
 from d4h.contracts import negotiation as neg
 from d4h.contracts.negotiation import ContractNegotiation
 from d4h.contracts.states import NegotiationState
 from d4h.dsp import messages as m
+from tests.negotiations import AGREEMENT, AT, consumer_request, provider_opened
 
-AT = datetime(2026, 11, 28, 12, 0, tzinfo=UTC)
-DATASET = "urn:uuid:dataset-1"
-OFFER = m.Offer(id="urn:offer:1", target=DATASET, permission=(m.Permission(action="use"),))
-AGREEMENT = m.Agreement(
-    id="urn:agreement:1",
-    target=DATASET,
-    assigner="did:web:provider",
-    assignee="did:web:consumer",
-    timestamp=AT,
-    permission=OFFER.permission,
-)
 S = NegotiationState
 
 
@@ -36,15 +24,8 @@ def _deliver(
 
 def _agreed() -> tuple[ContractNegotiation, ContractNegotiation, neg.NegotiationMessage]:
     """Consumer and provider after request and agreement; the agreement message as sent."""
-    consumer = neg.start_request(
-        id="c", consumer_pid="urn:uuid:c-1", counter_party_id="did:web:provider",
-        counter_party_address="https://p/dsp", offer=OFFER, at=AT,
-    )  # fmt: skip
-    request = neg.outbound_message(consumer, callback_address="https://c/dsp")
-    assert isinstance(request, m.ContractRequestMessage)
-    provider = neg.on_initial_request(
-        request, id="p", provider_pid="urn:uuid:p-1", counter_party_id="did:web:consumer", at=AT
-    )
+    consumer = consumer_request(id="c")
+    provider = provider_opened(consumer, id="p")
     consumer = neg.acknowledge(consumer, at=AT, peer_pid=provider.provider_pid)
     provider, consumer, agreement = _deliver(neg.agree(provider, AGREEMENT, at=AT), consumer)
     return consumer, provider, agreement
