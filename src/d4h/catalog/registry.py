@@ -88,9 +88,14 @@ def _stored_json(value: Any, what: str) -> str:
         raise UserError(f"{what} cannot be stored: {exc}") from None
 
 
+@functools.lru_cache(maxsize=4096)
+def _policy_digest(policy: Policy) -> str:
+    # Policies never change, so neither does their digest: hashing one per offer cost every request.
+    return hashlib.sha256(orjson.dumps(to_jsonld(policy), option=orjson.OPT_SORT_KEYS)).hexdigest()[:8]
+
+
 def offer_id(definition_id: str, dataset_id: str, policy: Policy) -> str:
-    digest = hashlib.sha256(orjson.dumps(to_jsonld(policy), option=orjson.OPT_SORT_KEYS)).hexdigest()[:8]
-    return f"{definition_id}:{dataset_id}:{digest}"
+    return f"{definition_id}:{dataset_id}:{_policy_digest(policy)}"
 
 
 # Every contract request looks up its offer (see ``find_offer``): straight to the driver (d4h.store.raw).
@@ -107,20 +112,14 @@ class Registry:
         self.offer_suffixes: dict[str, str] = {}
         # Policy definitions never change once created, so parsed policies can be kept (parsing costs ms).
         self._policies: dict[str, Policy] = {}
-        self._digests: dict[int, tuple[Policy, str]] = {}
 
     def offer_id_for(self, definition_id: str, dataset_id: str, policy: Policy) -> str:
         suffix = self.offer_suffixes.get(definition_id)
-        if suffix:
-            return f"{definition_id}:{dataset_id}:{suffix}"
-        # Policies never change, so neither does their digest: hashing one per offer cost every request.
-        key = id(policy)
-        found = self._digests.get(key)
-        if found is None or found[0] is not policy:
-            if len(self._digests) > 10_000:
-                self._digests.clear()
-            found = self._digests[key] = (policy, offer_id("", "", policy).rsplit(":", 1)[1])
-        return f"{definition_id}:{dataset_id}:{found[1]}"
+        return (
+            f"{definition_id}:{dataset_id}:{suffix}"
+            if suffix
+            else offer_id(definition_id, dataset_id, policy)
+        )
 
     # datasets
     def create_dataset(

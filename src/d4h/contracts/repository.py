@@ -60,7 +60,6 @@ class ProcessStore(Generic[P]):
             .order_by(table.c.next_attempt_at)
             .limit(bindparam("limit"))
         )
-        self._get_query = select(table.c.doc).where(table.c.id == bindparam("id"))
         # The statements every DSP message runs go to the driver directly (see d4h.store.raw).
         name = table.name
         self._columns = [
