@@ -273,3 +273,15 @@ def test_a_signed_token_of_an_unknown_participant_is_refused_everywhere(client: 
         unresolved = resp.status_code == 503 and "cannot fetch" in resp.text
         assert resp.status_code in (401, 403) or unresolved, (method, path, resp.status_code)
         assert token not in resp.text
+
+
+def test_no_route_is_hidden_by_an_earlier_one(client: TestClient) -> None:
+    """Routers are included hot path first (node/app.py); that order must never change which route answers."""
+    seen: list[tuple[str, str, re.Pattern[str]]] = []
+    routes = _flatten(client.app.routes, "")  # type: ignore[attr-defined]
+    for method, path in routes:
+        concrete = _concrete(path)
+        hidden_by = [p for m, p, rx in seen if m == method and rx.fullmatch(concrete)]
+        assert not hidden_by, f"{method} {path} is answered by {hidden_by[0]}"
+        seen.append((method, path, re.compile(re.sub(r"\{[^}]+\}", "[^/]+", path))))
+    assert len(routes) > 20

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Query
@@ -24,6 +25,9 @@ class NegotiationPublic(BaseModel):
     side: str
     state: str
     wire_state: str
+    state_since: datetime = Field(
+        description="when the negotiation entered its current state (this node's clock)"
+    )
     counter_party: str
     consumer_pid: str | None
     provider_pid: str | None
@@ -40,6 +44,7 @@ def _negotiation(n: ContractNegotiation) -> NegotiationPublic:
         side=n.side.value,
         state=n.state.value,
         wire_state=n.wire_state.value,
+        state_since=n.state_timestamp,
         counter_party=n.counter_party_id,
         consumer_pid=n.consumer_pid,
         provider_pid=n.provider_pid,
@@ -60,6 +65,7 @@ def _negotiation_listed(doc: dict[str, Any]) -> NegotiationPublic:
         side=doc["side"],
         state=doc["state"],
         wire_state=negotiation_wire_state(NegotiationState(doc["state"])).value,
+        state_since=datetime.fromisoformat(doc["state_timestamp"]),
         counter_party=doc["counter_party_id"],
         consumer_pid=doc["consumer_pid"],
         provider_pid=doc["provider_pid"],
@@ -153,6 +159,9 @@ class TransferPublic(BaseModel):
     side: str
     state: str
     wire_state: str
+    state_since: datetime = Field(
+        description="when the transfer entered its current state (this node's clock)"
+    )
     counter_party: str
     agreement_id: str
     format: str
@@ -173,6 +182,7 @@ def _transfer(t: TransferProcess) -> TransferPublic:
         side=t.side.value,
         state=t.state.value,
         wire_state=t.wire_state.value,
+        state_since=t.state_timestamp,
         counter_party=t.counter_party_id,
         agreement_id=t.agreement_id,
         format=t.format,
