@@ -248,7 +248,9 @@ class DidResolver:
     """Resolves did:web DIDs through an injected fetch, with a TTL cache.
 
     When a kid is missing from a cached document (the peer may have rotated), the document is fetched once
-    more, at most every ``refresh_interval``, so a stream of unknown kids cannot turn into a fetch storm.
+    more: at once the first time, then at most every ``refresh_interval`` per DID, so a stream of unknown
+    kids cannot turn into a fetch storm. (Counting the interval from the cached fetch instead refused a
+    peer's calls for up to that long after every key rotation.)
     """
 
     def __init__(
@@ -268,6 +270,7 @@ class DidResolver:
         self._refresh_interval = refresh_interval
         self._max_entries = max_entries
         self._cache: dict[str, tuple[DidDocument, datetime]] = {}
+        self._refreshed: dict[str, datetime] = {}  # when a missing kid last made us fetch, per DID
 
     def resolve(self, did: str, *, refresh: bool = False) -> DidDocument:
         now = self._clock.now()
@@ -314,8 +317,15 @@ class DidResolver:
             self._cache.pop(did, None)
 
     def _may_refresh(self, did: str) -> bool:
-        cached = self._cache.get(did)
-        return cached is None or self._clock.now() >= cached[1] + self._refresh_interval
+        now = self._clock.now()
+        last = self._refreshed.get(did)
+        if last is not None and now < last + self._refresh_interval:
+            return False
+        if len(self._refreshed) >= self._max_entries:
+            self._refreshed.pop(next(iter(self._refreshed)), None)
+        self._refreshed.pop(did, None)
+        self._refreshed[did] = now
+        return True
 
 
 def _split_did_web(did: str) -> tuple[str, list[str]]:

@@ -175,12 +175,29 @@ def test_resolver_refetches_once_when_kid_is_unknown_after_peer_rotated(fixed_cl
     alice.ring = rotate(alice.ring, at=fixed_clock.now())
     world.publish(alice)
     new_kid = f"{ALICE}#{alice.ring.active.kid}"
-    # Within the refresh interval the cached document is trusted, so the new kid is still unknown.
-    with pytest.raises(Unauthenticated, match="unknown kid"):
+    # Right after the rotation (the cached document is a moment old): the new kid is fetched at once.
+    assert resolver.key_for(new_kid, "authentication").id == new_kid
+    assert len(world.fetches) == 2
+    assert resolver.key_for(new_kid, "authentication").id == new_kid  # now cached
+    assert len(world.fetches) == 2
+
+
+def test_unknown_kids_refetch_a_did_at_most_once_per_refresh_interval(fixed_clock: FixedClock) -> None:
+    world = World(fixed_clock)
+    alice = world.add(ALICE)
+    resolver = world.resolver(refresh_interval=timedelta(seconds=10))
+    for i in range(20):  # a stream of made-up kids: one fetch, then refusals from the cache
+        with pytest.raises(Unauthenticated, match="unknown kid"):
+            resolver.key_for(f"{ALICE}#made-up-{i}", "authentication")
+    assert len(world.fetches) == 2  # the first resolution, then one refresh
+    alice.ring = rotate(alice.ring, at=fixed_clock.now())
+    world.publish(alice)
+    new_kid = f"{ALICE}#{alice.ring.active.kid}"
+    with pytest.raises(Unauthenticated, match="unknown kid"):  # within the interval of the last refresh
         resolver.key_for(new_kid, "authentication")
     fixed_clock.advance(timedelta(seconds=10))
     assert resolver.key_for(new_kid, "authentication").id == new_kid
-    assert len(world.fetches) == 2
+    assert len(world.fetches) == 3
 
 
 def test_resolver_refuses_http_when_peer_is_not_loopback_in_dev_mode(fixed_clock: FixedClock) -> None:
