@@ -1,0 +1,140 @@
+"""The DSP client against a real HTTP server on loopback: status mapping, kept-alive connections, retries."""
+
+from __future__ import annotations
+
+import json
+import threading
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any, ClassVar
+
+import pytest
+
+from d4h.dsp.client import DspClient, PeerRefused
+from d4h.errors import Unavailable
+from d4h.store.db import make_engine, sqlite_url
+from d4h.store.migrate import upgrade
+from d4h.trust.jose import peek
+from d4h.trust.service import NodeTrust
+
+PEER_DID = "did:web:peer.example"
+
+
+class _Clock:
+    def now(self) -> datetime:
+        return datetime.now(UTC)
+
+
+class _Peer(BaseHTTPRequestHandler):
+    """Answers per path: /ack → 201 with a JSON body, /empty → 200 without one, /refuse → 400, /fail → 503,
+    /drop-once → closes the connection without answering the first time, answers 200 after."""
+
+    protocol_version = "HTTP/1.1"  # keep-alive, as a node's server
+    seen: ClassVar[list[dict[str, Any]]] = []
+    dropped: ClassVar[set[str]] = set()
+
+    def do_POST(self) -> None:
+        body = self.rfile.read(int(self.headers["Content-Length"]))
+        self.seen.append(
+            {
+                "path": self.path,
+                "body": json.loads(body),
+                "auth": self.headers["Authorization"],
+                "type": self.headers["Content-Type"],
+                "port": self.client_address[1],
+            }
+        )
+        if self.path.endswith("/drop-once") and self.path not in self.dropped:
+            self.dropped.add(self.path)
+            self.close_connection = True
+            self.connection.close()
+            return
+        status, payload = {
+            "ack": (201, b'{"@type": "ContractNegotiation", "state": "REQUESTED"}'),
+            "empty": (200, b""),
+            "refuse": (400, b'{"@type": "ContractNegotiationError", "reason": ["no such offer"]}'),
+            "fail": (503, b"busy"),
+            "drop-once": (200, b""),
+        }[self.path.rsplit("/", 1)[1]]
+        self.send_response(status)
+        self.send_header("Content-Length", str(len(payload)))
+        self.end_headers()
+        self.wfile.write(payload)
+
+    def log_message(self, format: str, *args: Any) -> None:
+        pass
+
+
+@pytest.fixture
+def peer() -> Iterator[str]:
+    _Peer.seen.clear()
+    _Peer.dropped.clear()
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _Peer)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    yield f"http://127.0.0.1:{server.server_address[1]}"
+    server.shutdown()
+    server.server_close()
+
+
+@pytest.fixture
+def client(tmp_path: Path) -> Iterator[DspClient]:
+    engine = make_engine(sqlite_url(tmp_path / "node.db"))
+    upgrade(engine)
+    trust = NodeTrust(
+        base_url="http://127.0.0.1:8001", keys_dir=tmp_path / "keys", engine=engine, clock=_Clock(),  # type: ignore[arg-type]
+        dev_mode=True, trusted_issuers=(),
+    )  # fmt: skip
+    dsp = DspClient(trust, timeout_s=5.0)
+    yield dsp
+    dsp.close()
+    engine.dispose()
+
+
+def test_a_message_is_posted_as_json_with_a_token_for_the_peer_and_its_ack_returned(
+    client: DspClient, peer: str
+) -> None:
+    ack = client.post(peer + "/dsp/2025-1/", "/negotiations/ack", PEER_DID, {"@type": "ContractRequestMessage"})
+    assert ack == {"@type": "ContractNegotiation", "state": "REQUESTED"}
+    (seen,) = _Peer.seen
+    assert seen["path"] == "/dsp/2025-1/negotiations/ack"  # the base's path kept, its trailing slash not doubled
+    assert seen["body"] == {"@type": "ContractRequestMessage"} and seen["type"] == "application/json"
+    token = seen["auth"].removeprefix("Bearer ")
+    assert peek(token, what="t").payload["aud"] == PEER_DID
+    assert client.post(peer + "/dsp/2025-1", "/negotiations/empty", PEER_DID, {}) is None
+
+
+def test_connections_are_kept_alive_across_messages_and_base_paths(client: DspClient, peer: str) -> None:
+    for base in (peer + "/dsp/2025-1", peer + "/callback/x", peer + "/dsp/2025-1"):
+        client.post(base, "/negotiations/empty", PEER_DID, {})
+    assert len({s["port"] for s in _Peer.seen}) == 1  # one connection from one pool per origin
+    assert [s["path"] for s in _Peer.seen] == [
+        "/dsp/2025-1/negotiations/empty",
+        "/callback/x/negotiations/empty",
+        "/dsp/2025-1/negotiations/empty",
+    ]
+
+
+def test_a_4xx_is_a_refusal_naming_the_path_and_the_peers_reason(client: DspClient, peer: str) -> None:
+    with pytest.raises(PeerRefused, match="no such offer") as refused:
+        client.post(peer, "/negotiations/refuse", PEER_DID, {})
+    assert refused.value.status == 400 and "/negotiations/refuse (400)" in str(refused.value)
+
+
+def test_a_5xx_or_an_unreachable_peer_is_unavailable(client: DspClient, peer: str) -> None:
+    with pytest.raises(Unavailable, match="failed \\(503\\)"):
+        client.post(peer, "/negotiations/fail", PEER_DID, {})
+    with pytest.raises(Unavailable, match="unreachable"):
+        client.post("http://127.0.0.1:9", "/negotiations/ack", PEER_DID, {})  # nothing listens on port 9
+
+
+def test_a_connection_closed_without_an_answer_is_retried_once(client: DspClient, peer: str) -> None:
+    # DSP messages are idempotent at the receiver, so the lost answer is asked for again at once.
+    assert client.post(peer, "/negotiations/drop-once", PEER_DID, {"n": 1}) is None
+    assert [s["path"] for s in _Peer.seen] == ["/negotiations/drop-once"] * 2
+
+
+def test_a_peer_address_that_is_not_http_is_refused(client: DspClient) -> None:
+    with pytest.raises(PeerRefused, match="not an http"):
+        client.post("ftp://peer.example/dsp", "/negotiations/ack", PEER_DID, {})
