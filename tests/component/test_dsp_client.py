@@ -95,10 +95,13 @@ def client(tmp_path: Path) -> Iterator[DspClient]:
 def test_a_message_is_posted_as_json_with_a_token_for_the_peer_and_its_ack_returned(
     client: DspClient, peer: str
 ) -> None:
-    ack = client.post(peer + "/dsp/2025-1/", "/negotiations/ack", PEER_DID, {"@type": "ContractRequestMessage"})
+    ack = client.post(
+        peer + "/dsp/2025-1/", "/negotiations/ack", PEER_DID, {"@type": "ContractRequestMessage"}
+    )
     assert ack == {"@type": "ContractNegotiation", "state": "REQUESTED"}
     (seen,) = _Peer.seen
-    assert seen["path"] == "/dsp/2025-1/negotiations/ack"  # the base's path kept, its trailing slash not doubled
+    # The base's path is kept, its trailing slash not doubled.
+    assert seen["path"] == "/dsp/2025-1/negotiations/ack"
     assert seen["body"] == {"@type": "ContractRequestMessage"} and seen["type"] == "application/json"
     token = seen["auth"].removeprefix("Bearer ")
     assert peek(token, what="t").payload["aud"] == PEER_DID
