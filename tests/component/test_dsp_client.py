@@ -2,15 +2,21 @@
 
 from __future__ import annotations
 
+import ipaddress
 import json
+import ssl
 import threading
 from collections.abc import Iterator
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any, ClassVar
 
 import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
 
 from d4h.dsp.client import DspClient, PeerRefused
 from d4h.errors import Unavailable
@@ -141,3 +147,60 @@ def test_a_connection_closed_without_an_answer_is_retried_once(client: DspClient
 def test_a_peer_address_that_is_not_http_is_refused(client: DspClient) -> None:
     with pytest.raises(PeerRefused, match="not an http"):
         client.post("ftp://peer.example/dsp", "/negotiations/ack", PEER_DID, {})
+
+
+def _self_signed(tmp_path: Path) -> tuple[Path, Path]:
+    """A certificate for 127.0.0.1 signed by its own key (PEM files)."""
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "d4h test peer")])
+    now = datetime.now(UTC)
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - timedelta(minutes=1))
+        .not_valid_after(now + timedelta(hours=1))
+        .add_extension(
+            x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]), False
+        )
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .sign(key, hashes.SHA256())
+    )
+    cert_file, key_file = tmp_path / "peer.pem", tmp_path / "peer.key"
+    cert_file.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    key_file.write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+        )
+    )
+    return cert_file, key_file
+
+
+def test_https_peers_are_verified_with_the_trust_of_every_other_outbound_call(
+    client: DspClient, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _Peer.seen.clear()
+    cert_file, key_file = _self_signed(tmp_path)
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _Peer)
+    tls = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    tls.load_cert_chain(cert_file, key_file)
+    server.socket = tls.wrap_socket(server.socket, server_side=True)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    peer = f"https://127.0.0.1:{server.server_address[1]}"
+    try:
+        # Not signed by a trusted CA: refused before any message is sent.
+        with pytest.raises(Unavailable, match="CERTIFICATE_VERIFY_FAILED"):
+            client.post(peer, "/negotiations/ack", PEER_DID, {})
+        assert _Peer.seen == []
+        # Trusted the way httpx is told (SSL_CERT_FILE, e.g. a hospital's own CA): accepted.
+        monkeypatch.setenv("SSL_CERT_FILE", str(cert_file))
+        trusting = DspClient(client._trust, timeout_s=5.0)
+        try:
+            assert trusting.post(peer, "/negotiations/ack", PEER_DID, {})["state"] == "REQUESTED"  # type: ignore[index]
+        finally:
+            trusting.close()
+    finally:
+        server.shutdown()
+        server.server_close()

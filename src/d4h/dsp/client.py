@@ -111,6 +111,8 @@ class DspClient:
         self._trust = trust
         self._http = httpx.Client(timeout=timeout_s, follow_redirects=False)
         self._timeout = urllib3.Timeout(connect=timeout_s, read=timeout_s)
+        # The same certificate trust as every other outbound call (httpx's: certifi, or SSL_CERT_FILE/DIR).
+        self._tls = httpx.create_ssl_context()
         self._origins: dict[str, urllib3.HTTPConnectionPool] = {}
         self._bases: dict[str, tuple[urllib3.HTTPConnectionPool, str]] = {}
         self._lock = threading.Lock()
@@ -129,8 +131,9 @@ class DspClient:
                 self._close_pools()
             pool = self._origins.get(origin)
             if pool is None:
+                tls = {"ssl_context": self._tls} if url.scheme == "https" else {}
                 pool = urllib3.connection_from_url(
-                    origin, maxsize=POOL_SIZE, timeout=self._timeout, retries=_RETRY
+                    origin, maxsize=POOL_SIZE, timeout=self._timeout, retries=_RETRY, **tls
                 )
                 self._origins[origin] = pool
             self._bases[base] = found = (pool, url.path or "")
