@@ -169,8 +169,7 @@ def _negotiation_rate(
             raise RuntimeError(f"negotiations not done after {budget:g} s: {open_}")
         time.sleep(POLL_S)
     listed = user.get("/api/v1/negotiations", params={"limit": n + 50}).raise_for_status().json()
-    mine = [x for x in listed if x["id"] in ids]
-    finalized = [x for x in mine if x["state"] == "FINALIZED"]
+    finalized = [x for x in listed if x["id"] in ids and x["state"] == "FINALIZED"]
     if len(finalized) != n:
         raise RuntimeError(f"only {len(finalized)} of {n} negotiations FINALIZED")
     ended = max(datetime.fromisoformat(x["state_since"]).timestamp() for x in finalized)

@@ -178,7 +178,7 @@ def _self_signed(tmp_path: Path) -> tuple[Path, Path]:
     return cert_file, key_file
 
 
-def test_https_peers_are_verified_with_the_trust_of_every_other_outbound_call(
+def test_https_peers_are_verified_and_a_ca_is_trusted_through_ssl_cert_file(
     client: DspClient, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     _Peer.seen.clear()
@@ -204,3 +204,14 @@ def test_https_peers_are_verified_with_the_trust_of_every_other_outbound_call(
     finally:
         server.shutdown()
         server.server_close()
+
+
+def test_remembered_base_urls_are_bounded(
+    client: DspClient, peer: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Callback addresses are the peers' to choose: many distinct ones must not grow the client without bound.
+    monkeypatch.setattr("d4h.dsp.client.MAX_BASES", 3)
+    for i in range(10):
+        assert client.post(f"{peer}/callback/{i}", "/negotiations/empty", PEER_DID, {}) is None
+    assert 1 <= len(client._bases) <= 3
+    assert [s["path"] for s in _Peer.seen] == [f"/callback/{i}/negotiations/empty" for i in range(10)]

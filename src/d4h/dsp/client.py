@@ -7,6 +7,7 @@ CPU per request (decision 0011).
 
 from __future__ import annotations
 
+import ssl
 import threading
 from typing import Any
 
@@ -103,6 +104,7 @@ def transfer_path(message: Any, side: Side) -> str:
 # other failure is the connector's to retry, with its back-off.
 _RETRY = urllib3.Retry(total=1, connect=1, read=1, status=0, redirect=0, other=0, allowed_methods=None)
 MAX_PEER_POOLS = 256  # origins kept open at once
+MAX_BASES = 4096  # base URLs remembered (callback addresses are the peers' to choose)
 POOL_SIZE = 32  # kept-alive connections per origin (the connector sends from 16 threads)
 
 
@@ -111,8 +113,7 @@ class DspClient:
         self._trust = trust
         self._http = httpx.Client(timeout=timeout_s, follow_redirects=False)
         self._timeout = urllib3.Timeout(connect=timeout_s, read=timeout_s)
-        # The same certificate trust as every other outbound call (httpx's: certifi, or SSL_CERT_FILE/DIR).
-        self._tls = httpx.create_ssl_context()
+        self._tls: ssl.SSLContext | None = None  # made for the first https peer (loading CAs takes ~17 ms)
         self._origins: dict[str, urllib3.HTTPConnectionPool] = {}
         self._bases: dict[str, tuple[urllib3.HTTPConnectionPool, str]] = {}
         self._lock = threading.Lock()
@@ -127,11 +128,15 @@ class DspClient:
             raise PeerRefused(f"peer address {base!r} is not an http(s) URL", 0)
         origin = f"{url.scheme}://{url.netloc}"
         with self._lock:
-            if len(self._origins) >= MAX_PEER_POOLS:  # rare: start over rather than track recency
-                self._close_pools()
+            if len(self._origins) >= MAX_PEER_POOLS or len(self._bases) >= MAX_BASES:
+                self._close_pools()  # rare: start over rather than track recency
             pool = self._origins.get(origin)
             if pool is None:
-                tls = {"ssl_context": self._tls} if url.scheme == "https" else {}
+                tls: dict[str, Any] = {}
+                if url.scheme == "https":
+                    # The same certificate trust as other outbound calls (httpx's: certifi or SSL_CERT_FILE/DIR).
+                    self._tls = self._tls or httpx.create_ssl_context()
+                    tls["ssl_context"] = self._tls
                 pool = urllib3.connection_from_url(
                     origin, maxsize=POOL_SIZE, timeout=self._timeout, retries=_RETRY, **tls
                 )

@@ -321,9 +321,9 @@ class DidResolver:
         last = self._refreshed.get(did)
         if last is not None and now < last + self._refresh_interval:
             return False
+        self._refreshed.pop(did, None)  # re-inserted last: the oldest entry is the first to go
         if len(self._refreshed) >= self._max_entries:
-            self._refreshed.pop(next(iter(self._refreshed)), None)
-        self._refreshed.pop(did, None)
+            self._refreshed.pop(next(iter(self._refreshed)))
         self._refreshed[did] = now
         return True
 
