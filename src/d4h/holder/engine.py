@@ -4,7 +4,8 @@ Decision: queries are written once in DuckDB's SQL dialect (or built as sqlglot 
 transpiles them for the backend in use, so the same analysis runs on DuckDB and PostgreSQL (and, through
 sqlglot's Spark dialect, later on Spark). Ibis would give a dataframe API but is not installed; sqlglot is
 small, pure Python and already a dependency. Bulk writes use each backend's fast path: a pandas frame
-scanned by DuckDB, COPY for PostgreSQL; both insert with ON CONFLICT DO NOTHING, so replays are no-ops.
+scanned by DuckDB, COPY for PostgreSQL. Replays are no-ops: PostgreSQL inserts with ON CONFLICT DO NOTHING on
+the primary key; DuckDB tables carry no key index and the insert anti-joins on the key (decision 0012).
 """
 
 from __future__ import annotations
@@ -209,10 +210,18 @@ class AnalyticsDB:
             self._copy_postgres(target, cols, [str(c) for c in frame.columns], list(records), append)
 
     def _insert_frame(self, target: str, cols: str, frame: pd.DataFrame, append: bool = False) -> None:
+        key = () if append else _key(target)
+        repeats = bool(key and frame.duplicated(subset=list(key)).any())
+        if repeats:  # the scan order is the input order: the first of repeated keys wins, as with ON CONFLICT
+            frame = frame.assign(_d4h_pos=np.arange(len(frame), dtype=np.int64))
         self._conn.register("_d4h_batch", frame)
         try:
-            conflict = "" if append else _on_conflict(target)
-            self._conn.execute(f"INSERT INTO {target} ({cols}) SELECT {cols} FROM _d4h_batch{conflict}")  # noqa: S608 - identifiers are checked or constant
+            if key:
+                sql = keyed_insert_sql(target, cols, "_d4h_batch", key, repeats=repeats)
+            else:
+                conflict = "" if append or key is not None else " ON CONFLICT DO NOTHING"
+                sql = f"INSERT INTO {target} ({cols}) SELECT {cols} FROM _d4h_batch{conflict}"  # noqa: S608 - identifiers are checked or constant
+            self._conn.execute(sql)
         finally:
             with suppress(Exception):  # an aborted transaction refuses even this; the view dies with it
                 self._conn.unregister("_d4h_batch")
@@ -291,3 +300,26 @@ def _on_conflict(target: str) -> str:
     """Skip rows whose key exists; OMOP tables without any key (cohort, fact_relationship...) append."""
     table = OMOP_TABLES.get(target.rsplit(".", 1)[-1])
     return " ON CONFLICT DO NOTHING" if table is None or table.key else ""
+
+
+def _key(target: str) -> tuple[str, ...] | None:
+    """The OMOP key of ``schema.table``; None for d4h's own tables, which carry a PRIMARY KEY."""
+    table = OMOP_TABLES.get(target.rsplit(".", 1)[-1])
+    return None if table is None else table.key
+
+
+def keyed_insert_sql(target: str, cols: str, source: str, key: Sequence[str], *, repeats: bool = True) -> str:
+    """DuckDB INSERT of ``source`` rows into ``target`` skipping keys already stored or repeated (first wins).
+
+    DuckDB's OMOP tables have no PRIMARY KEY (decision 0012): an anti-join on the key costs a fraction of
+    maintaining the index, and gives the same result as ``ON CONFLICT DO NOTHING``. ``source`` (a table,
+    view or parenthesised query) must carry ``_d4h_pos``, the input order that decides which repeat wins,
+    unless the caller knows no key repeats within it (``repeats=False`` spares the window, ~1 us a row).
+    """
+    match = " AND ".join(f't."{k}" = s."{k}"' for k in key)
+    part = ", ".join(f's."{k}"' for k in key)
+    first = f" QUALIFY row_number() OVER (PARTITION BY {part} ORDER BY s._d4h_pos) = 1" if repeats else ""
+    return (
+        f"INSERT INTO {target} ({cols}) SELECT {cols} FROM {source} s"  # noqa: S608 - identifiers are checked or constant
+        f" WHERE NOT EXISTS (SELECT 1 FROM {target} t WHERE {match}){first}"
+    )

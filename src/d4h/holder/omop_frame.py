@@ -38,10 +38,26 @@ def _column(kind: str | None, values: np.ndarray[Any, Any]) -> np.ndarray[Any, A
             # Day numbers convert in numpy; numpy's own date-object parsing costs about 1 us a value.
             days = np.fromiter(map(date.toordinal, values), dtype=np.int64, count=len(values))
             return (days - _UNIX_EPOCH_ORDINAL).astype("datetime64[D]")
+        if kind == "datetime":
+            return _instants(values)
     except (TypeError, ValueError):  # NULLs (or stray types) present: keep the Python objects
         pass
-    # Datetimes stay objects: pandas converts them to datetime64 in C when it builds the frame.
     return np.ascontiguousarray(values)
+
+
+def _instants(values: np.ndarray[Any, Any]) -> np.ndarray[Any, Any]:
+    """Naive datetimes (or None) as datetime64[ns], converting each distinct instant once.
+
+    The resources of one visit share an instant, so a batch holds far fewer distinct values than rows;
+    pandas' per-object conversion of the whole column costs about 0.4 us a value.
+    """
+    distinct = list(dict.fromkeys(values.tolist()))
+    if any(d is not None and d.tzinfo is not None for d in distinct):
+        raise TypeError("aware datetimes are not OMOP's local times")
+    nanos = pd.to_datetime(pd.Series(distinct, dtype=object)).to_numpy(dtype="datetime64[ns]").view(np.int64)
+    lookup = dict(zip(distinct, nanos.tolist(), strict=True))
+    found = np.fromiter(map(lookup.__getitem__, values), dtype=np.int64, count=len(values))
+    return found.view("datetime64[ns]")
 
 
 def omop_frame(table: str, columns: Sequence[str], rows: Sequence[Sequence[Any]]) -> pd.DataFrame:

@@ -239,9 +239,13 @@ class Table:
         return pk or _NATURAL_KEYS.get(self.name, ())
 
     def ddl(self, schema: str, dialect: str = "duckdb") -> str:
-        """CREATE TABLE IF NOT EXISTS for ``schema.name`` in ``dialect`` (duckdb or postgres)."""
+        """CREATE TABLE IF NOT EXISTS for ``schema.name`` in ``dialect`` (duckdb or postgres).
+
+        DuckDB tables get no PRIMARY KEY: maintaining its index costs more than half of a bulk load, so the
+        writer keeps keys unique itself (``engine.keyed_insert_sql``; decision 0012). PostgreSQL keeps it.
+        """
         cols = [f'"{c.name}" {c.sql_type(dialect)}{" NOT NULL" if c.required else ""}' for c in self.columns]
-        if self.key:
+        if self.key and dialect == "postgres":
             cols.append(f"PRIMARY KEY ({', '.join(self.key)})")
         body = ",\n  ".join(cols)
         return f"CREATE TABLE IF NOT EXISTS {schema}.{self.name} (\n  {body}\n)"

@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING
 import pandas as pd
 
 from d4h.errors import UserError
+from d4h.holder.engine import keyed_insert_sql
 from d4h.holder.omop_tables import OMOP_TABLES, VOCABULARY_TABLES
 
 if TYPE_CHECKING:
@@ -140,21 +141,26 @@ def load_omop_csv_file(db: AnalyticsDB, path: Path, table: str, scrub: frozenset
     sep, columns, date_cols = _csv_layout(path, table)
     # Athena writes dates as YYYYMMDD; Eunomia and OMOP CSV exports use ISO.
     select = ", ".join(
-        f"CASE WHEN regexp_full_match(c{i}, '\\d{{8}}') THEN strptime(c{i}, '%Y%m%d')::DATE ELSE c{i}::DATE END"
-        if c in date_cols
-        else ("NULL" if f"{table}.{c}" in scrub else f"c{i}")
+        (
+            f"CASE WHEN regexp_full_match(c{i}, '\\d{{8}}') THEN strptime(c{i}, '%Y%m%d')::DATE ELSE c{i}::DATE END"
+            if c in date_cols
+            else ("NULL" if f"{table}.{c}" in scrub else f"c{i}")
+        )
+        + f' AS "{c}"'
         for i, c in enumerate(columns)
     )
     names = ", ".join(f"c{i}" for i in range(len(columns)))
     quote = "" if sep == "\t" else '"'
     source = f"read_csv(?, delim = ?, quote = ?, header = true, all_varchar = true, names = [{', '.join(repr(f'c{i}') for i in range(len(columns)))}])"
     target = ", ".join(f'"{c}"' for c in columns)
-    conflict = " ON CONFLICT DO NOTHING" if OMOP_TABLES[table].key else ""
-    db.execute(
-        f"INSERT INTO {db.schema}.{table} ({target}) SELECT {select} FROM (SELECT {names} FROM {source}){conflict}",  # noqa: S608 - identifiers are checked or constant
-        [str(path), sep, quote],
-        native=True,
+    rows = f"SELECT {select}, row_number() OVER () AS _d4h_pos FROM (SELECT {names} FROM {source})"  # noqa: S608 - identifiers are checked or constant
+    key = OMOP_TABLES[table].key
+    sql = (
+        keyed_insert_sql(f"{db.schema}.{table}", target, f"({rows})", key)
+        if key
+        else f"INSERT INTO {db.schema}.{table} ({target}) SELECT {target} FROM ({rows})"  # noqa: S608 - identifiers are checked or constant
     )
+    db.execute(sql, [str(path), sep, quote], native=True)
 
 
 def read_omop_csv(path: Path, table: str) -> Iterator[pd.DataFrame]:

@@ -51,6 +51,8 @@ def test_columnar_batch_stores_the_same_rows_as_row_inserts_when_nulls_and_dates
         (2, 10, 0, date(1901, 12, 31), datetime(1901, 12, 31, 23, 59, 59), 32817, None, 4, 0, None,
          None, 0, None, "10828004"),
         (3, 11, 0, date(2099, 6, 30), None, 32817, -1e300, 0, 8554, 6, "x" * 50, 0, "mg/dL", None),
+        # The same instant as row 1 (one visit): distinct instants are converted once, then looked up.
+        (4, 12, 0, date(2020, 1, 2), datetime(2020, 1, 2, 8, 30, 5), 32817, 1.0, 0, 0, 5, None, 0, None, None),
     ]  # fmt: skip
     plain = AnalyticsDB.open(str(tmp_path / "plain.duckdb"))
     fast = AnalyticsDB.open(str(tmp_path / "fast.duckdb"))
@@ -59,7 +61,7 @@ def test_columnar_batch_stores_the_same_rows_as_row_inserts_when_nulls_and_dates
     plain.insert_rows("measurement", COLUMNS["measurement"], rows)
     fast.insert_frame("measurement", omop_frame("measurement", COLUMNS["measurement"], rows))
     assert _stored(fast, "measurement") == _stored(plain, "measurement")
-    assert len(_stored(fast, "measurement")) == 3
+    assert len(_stored(fast, "measurement")) == 4
 
 
 def test_columnar_batch_keeps_mapped_rows_when_a_population_is_written(
