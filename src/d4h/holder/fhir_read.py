@@ -1,7 +1,8 @@
 """Streaming reader of FHIR R4 input: bulk-export NDJSON and Bundles (JSON), plain or gzip.
 
-Yields one resource at a time with its position, so a bad line is reported (file, entry, reason) and the
-rest of the file is still read. A file that is too big or not JSON at all fails with a clear message.
+Yields the JSON text of one resource at a time with its position, so a bad line is reported (file, entry,
+reason) and the rest of the file is still read; the mapping parses it (``Mapper.map_json``), reading only
+what it needs. A file that is too big, or a Bundle that is not JSON at all, fails with a clear message.
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ import hashlib
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, Any, NamedTuple, cast
+from typing import IO, NamedTuple, cast
 
 import orjson
 
@@ -36,7 +37,7 @@ class Entry(NamedTuple):
     """One position in an input file (a tuple: this is created once per resource on the hot path)."""
 
     entry: int
-    resource: dict[str, Any] | None  # None when the entry could not be parsed
+    data: bytes | None  # the resource's JSON text; None when the position holds no resource
     reason: str = ""
 
 
@@ -90,20 +91,10 @@ def read_entries(path: Path, *, max_bytes: int = MAX_FILE_BYTES) -> Iterator[Ent
 
 
 def _ndjson(path: Path) -> Iterator[Entry]:
-    loads = orjson.loads
     with _open(path) as fh:
         for number, line in enumerate(fh, start=1):
-            try:
-                value = loads(line)
-            except orjson.JSONDecodeError as exc:
-                # Blank lines are skipped; testing for them only here spares copying every line.
-                if line.strip():
-                    yield Entry(number, None, f"malformed JSON: {exc}")
-                continue
-            if isinstance(value, dict):
-                yield Entry(number, value)
-            else:
-                yield Entry(number, None, "line is not a JSON object")
+            if not line.isspace():  # stops at the first byte of a resource line
+                yield Entry(number, line)
 
 
 def _json(path: Path, *, max_bytes: int) -> Iterator[Entry]:
@@ -118,11 +109,12 @@ def _json(path: Path, *, max_bytes: int) -> Iterator[Entry]:
     if not isinstance(doc, dict) or "resourceType" not in doc:
         raise UserError(f"{path.name}: not a FHIR resource or Bundle")
     if doc["resourceType"] != "Bundle":
-        yield Entry(1, doc)
+        yield Entry(1, data)
         return
+    # Bundles are the small-file path (bulk exports are NDJSON): re-serialising each entry is cheap here.
     for number, item in enumerate(doc.get("entry") or [], start=1):
         resource = item.get("resource") if isinstance(item, dict) else None
         if isinstance(resource, dict):
-            yield Entry(number, resource)
+            yield Entry(number, orjson.dumps(resource))
         else:
             yield Entry(number, None, "bundle entry has no resource")

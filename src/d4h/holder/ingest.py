@@ -19,6 +19,7 @@ from typing import Any
 import orjson
 
 from d4h.holder.engine import AnalyticsDB
+from d4h.holder.fhir_model import resource_type
 from d4h.holder.fhir_read import MAX_FILE_BYTES, Problem, fhir_files, file_digest, read_entries
 from d4h.holder.omop_frame import omop_frame
 from d4h.holder.omop_map import COLUMNS, Invalid, Mapper
@@ -119,6 +120,14 @@ def refresh_derived(db: AnalyticsDB) -> None:
         )
 
 
+def _parsed(data: bytes | None) -> Any:
+    """A refused resource as parsed JSON for its quarantine record (None when it is not JSON)."""
+    try:
+        return orjson.loads(data) if data is not None else None
+    except orjson.JSONDecodeError:
+        return None
+
+
 def _quarantine(path: Path | None, file: Path, entry: int, resource: Any, problem: Problem) -> None:
     if path is None:
         return
@@ -154,6 +163,7 @@ def ingest(
     totals: dict[str, int] = {}
     resources = mapped_count = skipped = 0
     batch = _Batch()
+    map_json = mapper.map_json
     for index, path in enumerate(files):
         digest = file_digest(path)
         if digest in done:
@@ -161,22 +171,22 @@ def ingest(
             continue
         file_resources = file_problems = 0
         pending = batch.rows
-        for entry in read_entries(path, max_bytes=max_file_bytes):
+        for number, data, reason in read_entries(path, max_bytes=max_file_bytes):
             file_resources += 1
-            resource = entry.resource
             try:
-                if resource is None:
-                    raise Invalid(entry.reason)
-                rows = mapper.map(resource)
+                if data is None:
+                    raise Invalid(reason)
+                rows = map_json(data)
             except Invalid as exc:
+                resource = _parsed(data)
                 rid = resource.get("id") if isinstance(resource, dict) else None
-                problem = Problem(path.name, entry.entry, rid if isinstance(rid, str) else None, str(exc))
+                problem = Problem(path.name, number, rid if isinstance(rid, str) else None, str(exc))
                 problems.append(problem)
                 file_problems += 1
-                _quarantine(quarantine, path, entry.entry, resource, problem)
+                _quarantine(quarantine, path, number, resource, problem)
                 continue
             if rows is None:
-                kind = str(resource.get("resourceType"))
+                kind = resource_type(data)
                 unmapped[kind] = unmapped.get(kind, 0) + 1
                 continue
             mapped_count += 1

@@ -7,11 +7,16 @@ display texts and free text are never copied into a row. A resource that cannot 
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 from typing import Any
 
+import msgspec
+import orjson
+
+from d4h.holder import fhir_model as fhir
+from d4h.holder.fhir_model import MAPPED_TYPES, MappedResource, convert_mapped, decode_mapped
 from d4h.holder.optout import optout_token
 from d4h.holder.pseudonymise import BirthPrecision, NodeSecret, coarsen_birth
 from d4h.holder.vocabulary import UNMAPPED, Mapped, Vocabulary
@@ -131,39 +136,65 @@ class Mapper:
             found = self._cache[key] = self.secret.record_id(kind, source)
         return found
 
+    def map_json(self, data: bytes) -> list[Row] | None:
+        """OMOP rows of one resource's JSON text; None when its type is not mapped; raises Invalid when bad.
+
+        The typed decoder reads only the fields the mapping needs; anything it refuses (malformed JSON, a
+        wrong type, a type with no OMOP home) is parsed again in full to tell which, with the same verdict
+        the dict path gives.
+        """
+        try:
+            if not data.isascii():
+                data.decode()  # the typed decoder does not check the UTF-8 of fields it skips
+            resource = decode_mapped(data)
+        except (msgspec.DecodeError, UnicodeDecodeError):
+            try:
+                parsed = orjson.loads(data)
+            except orjson.JSONDecodeError as exc:
+                raise Invalid(f"malformed JSON: {exc}") from None
+            if not isinstance(parsed, dict):
+                raise Invalid("line is not a JSON object") from None
+            return self.map(parsed)
+        return self.map_resource(resource)
+
     def map(self, resource: dict[str, Any]) -> list[Row] | None:
-        """OMOP rows of ``resource``; None when its type is not mapped; raises Invalid when it is bad."""
+        """OMOP rows of a parsed resource; None when its type is not mapped; raises Invalid when it is bad."""
         kind = resource.get("resourceType")
         if not isinstance(kind, str):
             raise Invalid("no resourceType")
-        handler = _HANDLERS.get(kind)
-        if handler is None:
+        if kind not in MAPPED_TYPES:
             return None
-        rid = resource.get("id")
-        if not isinstance(rid, str) or not rid or len(rid) > 64:
-            raise Invalid(f"{kind} without a valid id")
-        return handler(self, resource, rid)
+        try:
+            typed = convert_mapped(resource)
+        except msgspec.ValidationError as exc:
+            raise Invalid(f"{kind}: {exc}") from None
+        return self.map_resource(typed)
+
+    def map_resource(self, resource: MappedResource) -> list[Row]:
+        """OMOP rows of a decoded resource; raises Invalid when it breaks a rule the mapping needs."""
+        rid = resource.id
+        if not rid or len(rid) > 64:
+            raise Invalid(f"{type(resource).__name__} without a valid id")
+        return _HANDLERS[type(resource)](self, resource, rid)
 
     # -- shared pieces -------------------------------------------------------------------------------
 
-    def _person(self, resource: dict[str, Any], field: str = "subject") -> tuple[int, int]:
+    def _person(self, kind: str, ref: fhir.Reference | None, field: str = "subject") -> tuple[int, int]:
         """(person_id, date shift in days) of the patient the resource is about."""
-        ref = resource.get(field)
-        value = ref.get("reference") if isinstance(ref, dict) else None
-        found = self._by_ref.get(("Patient", value)) if isinstance(value, str) else None
+        value = ref.reference if ref is not None else None
+        found = self._by_ref.get(("Patient", value)) if value is not None else None
         if found is None:
             source = _ref_id(ref)
             if source is None:
-                raise Invalid(f"{resource['resourceType']} has no {field} reference to a Patient")
+                raise Invalid(f"{kind} has no {field} reference to a Patient")
             shift = self.secret.date_shift(source, self.settings.date_shift_max_days)
             found = (self._ref("Patient", source), shift)
             self._remember(("Patient", str(value)), found)
         return found
 
-    def _visit(self, resource: dict[str, Any]) -> int | None:
-        ref = resource.get("encounter")
-        value = ref.get("reference") if isinstance(ref, dict) else None
-        if not isinstance(value, str):
+    def _visit(self, ref: fhir.Reference | None) -> int | None:
+        value = ref.reference if ref is not None else None
+        if value is None:
             return None
         found = self._by_ref.get(("Encounter", value))
         if found is None:
@@ -174,9 +205,9 @@ class Mapper:
             self._remember(("Encounter", value), found)
         return found[0]
 
-    def _when(self, value: Any, shift: int) -> tuple[date, datetime]:
+    def _when(self, value: str, shift: int) -> tuple[date, datetime]:
         """``_when`` of the module, cached for unshifted timestamps."""
-        if shift or type(value) is not str:
+        if shift:
             return _when(value, shift)
         found = self._moments.get(value)
         if found is None:
@@ -190,17 +221,18 @@ class Mapper:
             self._by_ref.clear()
         self._by_ref[reference] = value
 
-    def _code(self, concept: Any) -> tuple[str | None, Mapped]:
+    def _code(self, concept: fhir.CodeableConcept | None) -> tuple[str | None, Mapped]:
         """(source code, concepts) of a CodeableConcept: the first coding that maps, else the first one."""
-        codings = concept.get("coding") if isinstance(concept, dict) else None
+        codings = concept.coding if concept is not None else None
         if not codings:
             raise Invalid("code has no coding")
         first: tuple[str | None, Mapped] | None = None
+        lookup = self.vocabulary.lookup
         for coding in codings:
-            code = coding.get("code")
-            if not isinstance(code, str):
+            code = coding.code
+            if code is None:
                 continue
-            mapped = self.vocabulary.lookup(coding.get("system"), code)
+            mapped = lookup(coding.system, code)
             if mapped.concept_id:
                 return code[:50], mapped
             if first is None:
@@ -210,10 +242,10 @@ class Mapper:
         return first
 
 
-def _ref_id(ref: Any) -> str | None:
+def _ref_id(ref: fhir.Reference | None) -> str | None:
     """The logical id of a literal reference: 'Patient/x', 'urn:uuid:x' or a full URL; None otherwise."""
-    value = ref.get("reference") if isinstance(ref, dict) else None
-    if not isinstance(value, str) or "?" in value:
+    value = ref.reference if ref is not None else None
+    if value is None or "?" in value:
         return None
     if value.startswith("urn:uuid:"):
         return value[9:] or None
@@ -221,9 +253,9 @@ def _ref_id(ref: Any) -> str | None:
     return tail or None
 
 
-def _when(value: Any, shift: int) -> tuple[date, datetime]:
+def _when(value: str, shift: int) -> tuple[date, datetime]:
     """Date and naive local datetime of a FHIR date/dateTime, shifted by ``shift`` days."""
-    if not isinstance(value, str) or len(value) < 4:
+    if len(value) < 4:
         raise Invalid(f"invalid date {value!r}")
     try:
         if len(value) >= 19:
@@ -242,96 +274,82 @@ def _when(value: Any, shift: int) -> tuple[date, datetime]:
     return moment.date(), moment
 
 
-def _start(resource: dict[str, Any], *fields: str) -> Any:
-    for name in fields:
-        value = resource.get(name)
-        if isinstance(value, dict):
-            value = value.get("start")
-        if value:
-            return value
-    return None
+def _start(period: fhir.Period | None) -> str | None:
+    return period.start if period is not None else None
 
 
-def _end(resource: dict[str, Any], *fields: str) -> Any:
-    for name in fields:
-        value = resource.get(name)
-        if isinstance(value, dict):
-            value = value.get("end")
-        if value:
-            return value
-    return None
+def _end(period: fhir.Period | None) -> str | None:
+    return period.end if period is not None else None
 
 
-def _patient(m: Mapper, r: dict[str, Any], rid: str) -> list[Row]:
+def _patient(m: Mapper, r: fhir.Patient, rid: str) -> list[Row]:
     pid = m.secret.record_id("Patient", rid)
     shift = m.secret.date_shift(rid, m.settings.date_shift_max_days)
-    if not r.get("birthDate"):
+    if not r.birthDate:
         raise Invalid("Patient without birthDate (OMOP requires year_of_birth)")
-    born, _ = m._when(r["birthDate"], shift)
+    born, _ = m._when(r.birthDate, shift)
     year, month, day = coarsen_birth(born, m.settings.birth_precision)
-    gender = r.get("gender")
+    gender = r.gender
     rows: list[Row] = [
         (
             "person",
-            (pid, GENDER.get(gender, 0) if isinstance(gender, str) else 0, year, month, day, 0, 0,
+            (pid, GENDER.get(gender, 0) if gender is not None else 0, year, month, day, 0, 0,
              f"{pid:016x}", gender if gender in GENDER else None),
         )
     ]  # fmt: skip
-    if r.get("deceasedDateTime"):
-        died, died_at = m._when(r["deceasedDateTime"], shift)
+    if r.deceasedDateTime:
+        died, died_at = m._when(r.deceasedDateTime, shift)
         rows.append(("death", (pid, died, died_at, EHR)))
     token = None
     if m.token_key is not None:
-        for ident in r.get("identifier") or ():
-            if isinstance(ident, dict) and ident.get("system") in m.settings.national_id_systems:
-                value = ident.get("value")
-                if isinstance(value, str) and value.strip():
+        for ident in r.identifier or ():
+            if ident.system in m.settings.national_id_systems:
+                value = ident.value
+                if value is not None and value.strip():
                     token = optout_token(m.token_key, value)
                     break
     rows.append(("person_token", (pid, token)))
     return rows
 
 
-def _encounter(m: Mapper, r: dict[str, Any], rid: str) -> list[Row]:
-    pid, shift = m._person(r)
-    start_raw = _start(r, "period")
-    if start_raw is None:
+def _encounter(m: Mapper, r: fhir.Encounter, rid: str) -> list[Row]:
+    pid, shift = m._person("Encounter", r.subject)
+    start_raw = _start(r.period)
+    if not start_raw:
         raise Invalid("Encounter without period.start")
     start, start_at = m._when(start_raw, shift)
-    end_raw = _end(r, "period")
+    end_raw = _end(r.period)
     end, end_at = m._when(end_raw, shift) if end_raw else (start, None)
-    cls = r.get("class")
-    code = cls.get("code") if isinstance(cls, dict) else None
+    code = r.class_.code if r.class_ is not None else None
     vid = m.secret.record_id("Encounter", rid)
     return [
         (
             "visit_occurrence",
-            (vid, pid, VISIT.get(code, 0) if isinstance(code, str) else 0, start, start_at, end, end_at, EHR,
-             code if isinstance(code, str) else None),
+            (vid, pid, VISIT.get(code, 0) if code is not None else 0, start, start_at, end, end_at, EHR, code),
         )
     ]  # fmt: skip
 
 
-def _is_cancer(concept: dict[str, Any]) -> bool:
+def _is_cancer(concept: fhir.CodeableConcept | None) -> bool:
     """A malignant neoplasm by SNOMED code (the Synthea and d4h cancer codes) or ICD-10 chapter C."""
-    for coding in concept.get("coding") or ():
-        system, code = coding.get("system"), coding.get("code")
+    for coding in (concept.coding if concept is not None else None) or ():
+        system, code = coding.system, coding.code
         if system == "http://snomed.info/sct" and code in CANCER_SNOMED:
             return True
-        if isinstance(system, str) and "icd-10" in system and isinstance(code, str) and code[:1] == "C":
+        if system is not None and "icd-10" in system and code is not None and code[:1] == "C":
             return True
     return False
 
 
-def _condition(m: Mapper, r: dict[str, Any], rid: str) -> list[Row]:
-    pid, shift = m._person(r)
-    source, mapped = m._code(r.get("code"))
-    start_raw = r.get("onsetDateTime") or _start(r, "onsetPeriod") or r.get("recordedDate")
-    if start_raw is None:
+def _condition(m: Mapper, r: fhir.Condition, rid: str) -> list[Row]:
+    pid, shift = m._person("Condition", r.subject)
+    source, mapped = m._code(r.code)
+    start_raw = r.onsetDateTime or _start(r.onsetPeriod) or r.recordedDate
+    if not start_raw:
         raise Invalid("Condition without onset or recordedDate")
     start, start_at = m._when(start_raw, shift)
-    end, end_at = m._when(r["abatementDateTime"], shift) if r.get("abatementDateTime") else (None, None)
-    visit = m._visit(r)
+    end, end_at = m._when(r.abatementDateTime, shift) if r.abatementDateTime else (None, None)
+    visit = m._visit(r.encounter)
     cid = m.secret.record_id("Condition", rid)
     if mapped.domain_id in ("Observation", "Measurement", "Procedure"):
         return [_routed(mapped.domain_id, cid, pid, mapped, start, start_at, visit, source)]
@@ -342,7 +360,7 @@ def _condition(m: Mapper, r: dict[str, Any], rid: str) -> list[Row]:
              mapped.source_concept_id),
         )
     ]  # fmt: skip
-    if _is_cancer(r["code"]):
+    if _is_cancer(r.code):
         eid = m.secret.record_id("Episode", rid)
         rows.append(
             (
@@ -378,78 +396,69 @@ def _routed(
                             mapped.source_concept_id, None, None, None))  # fmt: skip
 
 
-def _value(m: Mapper, r: dict[str, Any]) -> tuple[float | None, int, int, str | None, str | None]:
+def _value(
+    m: Mapper, r: fhir.Observation | fhir.Component
+) -> tuple[float | None, int, int, str | None, str | None]:
     """(number, value concept, unit concept, unit source, value source) of an Observation value.
 
     valueString is free text and is dropped on purpose.
     """
-    q = r.get("valueQuantity")
-    if isinstance(q, dict):
-        number = q.get("value")
-        if number is not None and (not isinstance(number, int | float) or isinstance(number, bool)):
-            raise Invalid("valueQuantity.value is not a number")
-        unit = q.get("code") or q.get("unit")
-        if unit is not None and not isinstance(unit, str):
-            raise Invalid("valueQuantity unit is not a string")
+    q = r.valueQuantity
+    if q is not None:
+        unit = q.code or q.unit
         unit_concept = m.vocabulary.lookup("http://unitsofmeasure.org", unit).concept_id if unit else 0
-        return _float(number), 0, unit_concept, unit[:50] if unit else None, None
-    cc = r.get("valueCodeableConcept")
-    if isinstance(cc, dict):
+        return q.value, 0, unit_concept, unit[:50] if unit else None, None
+    cc = r.valueCodeableConcept
+    if cc is not None:
         code, mapped = m._code(cc)
         return None, mapped.concept_id, 0, None, code
-    for key in ("valueInteger", "valueBoolean"):
-        if key in r:
-            if not isinstance(r[key], int):
-                raise Invalid(f"{key} is not an integer or boolean")
-            return _float(r[key]), 0, 0, None, None
+    if r.valueInteger is not None:
+        return _float(r.valueInteger), 0, 0, None, None
+    if r.valueBoolean is not None:
+        return float(r.valueBoolean), 0, 0, None, None
     return None, 0, 0, None, None
 
 
-def _float(number: float | None) -> float | None:
-    if number is None:
-        return None
+def _float(number: int) -> float:
     try:
         return float(number)
     except OverflowError:
         raise Invalid(f"value {str(number)[:20]}... is out of range") from None
 
 
-def _method(r: dict[str, Any]) -> str | None:
+def _method(r: fhir.Observation) -> str | None:
     """The method code (e.g. the CTCAE version of a graded adverse event), kept as the qualifier."""
-    method = r.get("method")
-    for coding in (method.get("coding") or ()) if isinstance(method, dict) else ():
-        code = coding.get("code") if isinstance(coding, dict) else None
-        if isinstance(code, str):
-            return code[:50]
+    for coding in (r.method.coding if r.method is not None else None) or ():
+        if coding.code is not None:
+            return coding.code[:50]
     return None
 
 
 _MEASUREMENT_CATEGORIES = frozenset({"laboratory", "vital-signs"})
 
 
-def _is_measurement(categories: Any) -> bool:
+def _is_measurement(categories: list[fhir.CodeableConcept] | None) -> bool:
     """Whether an Observation's categories make it a laboratory or vital-signs measurement."""
     for cat in categories or ():
-        codings = cat.get("coding") if isinstance(cat, dict) else None
-        for coding in codings or ():
-            if isinstance(coding, dict) and coding.get("code") in _MEASUREMENT_CATEGORIES:
+        for coding in cat.coding or ():
+            if coding.code in _MEASUREMENT_CATEGORIES:
                 return True
     return False
 
 
-def _observation(m: Mapper, r: dict[str, Any], rid: str) -> list[Row]:
-    pid, shift = m._person(r)
-    when = r.get("effectiveDateTime") or _start(r, "effectivePeriod") or r.get("issued")
-    if when is None:
+def _observation(m: Mapper, r: fhir.Observation, rid: str) -> list[Row]:
+    pid, shift = m._person("Observation", r.subject)
+    when = r.effectiveDateTime or _start(r.effectivePeriod) or r.issued
+    if not when:
         raise Invalid("Observation without effective time")
     day, at = m._when(when, shift)
-    visit = m._visit(r)
-    default = "measurement" if _is_measurement(r.get("category")) else "observation"
-    qualifier = _method(r) if "method" in r else None
-    parts = r.get("component") or [r]
+    visit = m._visit(r.encounter)
+    default = "measurement" if _is_measurement(r.category) else "observation"
+    qualifier = _method(r) if r.method is not None else None
+    parts: Sequence[fhir.Observation | fhir.Component] = r.component or (r,)
     rows: list[Row] = []
     for index, part in enumerate(parts):
-        source, mapped = m._code(part.get("code"))
+        source, mapped = m._code(part.code)
         number, value_concept, unit_concept, unit, value_source = _value(m, part)
         table = default
         if mapped.domain_id in ("Measurement", "Observation"):
@@ -462,24 +471,24 @@ def _observation(m: Mapper, r: dict[str, Any], rid: str) -> list[Row]:
     return rows
 
 
-def _line_of_therapy(r: dict[str, Any]) -> int | None:
-    for ext in r.get("extension") or ():
-        if isinstance(ext, dict) and ext.get("url") == LINE_OF_THERAPY_URL:
-            value = ext.get("valueInteger")
-            if isinstance(value, int) and value > 0:
+def _line_of_therapy(r: fhir.Treatment) -> int | None:
+    for ext in r.extension or ():
+        if ext.url == LINE_OF_THERAPY_URL:
+            value = ext.valueInteger
+            if value is not None and value > 0:
                 return value
             raise Invalid("line-of-therapy extension without a positive valueInteger")
     return None
 
 
 def _treatment_episode(
-    m: Mapper, r: dict[str, Any], pid: int, event_id: int, field: int, day: date, at: datetime, mapped: Mapped,
+    m: Mapper, r: fhir.Treatment, pid: int, event_id: int, field: int, day: date, at: datetime, mapped: Mapped,
     source: str | None,
 ) -> list[Row]:  # fmt: skip
     line = _line_of_therapy(r)
     if line is None:
         return []
-    reasons = r.get("reasonReference") or []
+    reasons = r.reasonReference or []
     disease = _ref_id(reasons[0]) if reasons else None
     if disease is None:
         raise Invalid("line of therapy without reasonReference to the cancer Condition")
@@ -493,83 +502,97 @@ def _treatment_episode(
 
 
 def _drug(
-    m: Mapper, r: dict[str, Any], rid: str, *, code_field: str, person_field: str, when: Any
+    m: Mapper,
+    r: fhir.Treatment,
+    rid: str,
+    *,
+    concept: fhir.CodeableConcept | None,
+    code_field: str,
+    person: tuple[fhir.Reference | None, str],
+    when: str | None,
+    end_raw: str | None,
+    referenced: bool = False,
 ) -> list[Row]:
-    pid, shift = m._person(r, person_field)
-    concept = r.get(code_field)
-    source, mapped = m._code(concept) if isinstance(concept, dict) else (None, UNMAPPED)
-    if source is None and "medicationReference" not in r:
-        raise Invalid(f"{r['resourceType']} without {code_field}")
-    if when is None:
-        raise Invalid(f"{r['resourceType']} without a date")
+    kind = type(r).__name__
+    pid, shift = m._person(kind, *person)
+    source, mapped = m._code(concept) if concept is not None else (None, UNMAPPED)
+    if source is None and not referenced:
+        raise Invalid(f"{kind} without {code_field}")
+    if not when:
+        raise Invalid(f"{kind} without a date")
     start, start_at = m._when(when, shift)
-    end_raw = _end(r.get("dispenseRequest") or {}, "validityPeriod") or _end(r, "effectivePeriod")
     end = m._when(end_raw, shift)[0] if end_raw else start  # OMOP: end = start when unknown
-    did = m.secret.record_id(r["resourceType"], rid)
+    did = m.secret.record_id(kind, rid)
     rows: list[Row] = [
-        ("drug_exposure", (did, pid, mapped.concept_id, start, start_at, max(end, start), EHR, m._visit(r), source,
-                           mapped.source_concept_id)),
+        ("drug_exposure", (did, pid, mapped.concept_id, start, start_at, max(end, start), EHR, m._visit(r.encounter),
+                           source, mapped.source_concept_id)),
     ]  # fmt: skip
     return rows + _treatment_episode(m, r, pid, did, FIELD_DRUG, start, start_at, mapped, source)
 
 
-def _medication_request(m: Mapper, r: dict[str, Any], rid: str) -> list[Row]:
+def _medication_request(m: Mapper, r: fhir.MedicationRequest, rid: str) -> list[Row]:
+    validity = r.dispenseRequest.validityPeriod if r.dispenseRequest is not None else None
     return _drug(
-        m, r, rid, code_field="medicationCodeableConcept", person_field="subject", when=r.get("authoredOn")
-    )
+        m, r, rid, concept=r.medicationCodeableConcept, code_field="medicationCodeableConcept",
+        person=(r.subject, "subject"), when=r.authoredOn, end_raw=_end(validity) or _end(r.effectivePeriod),
+        referenced=r.medicationReference is not None,
+    )  # fmt: skip
 
 
-def _medication_administration(m: Mapper, r: dict[str, Any], rid: str) -> list[Row]:
-    when = r.get("effectiveDateTime") or _start(r, "effectivePeriod")
-    return _drug(m, r, rid, code_field="medicationCodeableConcept", person_field="subject", when=when)
-
-
-def _immunization(m: Mapper, r: dict[str, Any], rid: str) -> list[Row]:
+def _medication_administration(m: Mapper, r: fhir.MedicationAdministration, rid: str) -> list[Row]:
     return _drug(
-        m, r, rid, code_field="vaccineCode", person_field="patient", when=r.get("occurrenceDateTime")
-    )
+        m, r, rid, concept=r.medicationCodeableConcept, code_field="medicationCodeableConcept",
+        person=(r.subject, "subject"), when=r.effectiveDateTime or _start(r.effectivePeriod),
+        end_raw=_end(r.effectivePeriod), referenced=r.medicationReference is not None,
+    )  # fmt: skip
 
 
-def _procedure(m: Mapper, r: dict[str, Any], rid: str) -> list[Row]:
-    pid, shift = m._person(r)
-    source, mapped = m._code(r.get("code"))
-    when = r.get("performedDateTime") or _start(r, "performedPeriod")
-    if when is None:
+def _immunization(m: Mapper, r: fhir.Immunization, rid: str) -> list[Row]:
+    return _drug(
+        m, r, rid, concept=r.vaccineCode, code_field="vaccineCode", person=(r.patient, "patient"),
+        when=r.occurrenceDateTime, end_raw=None,
+    )  # fmt: skip
+
+
+def _procedure(m: Mapper, r: fhir.Procedure, rid: str) -> list[Row]:
+    pid, shift = m._person("Procedure", r.subject)
+    source, mapped = m._code(r.code)
+    when = r.performedDateTime or _start(r.performedPeriod)
+    if not when:
         raise Invalid("Procedure without performed time")
     day, at = m._when(when, shift)
-    end_raw = _end(r, "performedPeriod")
+    end_raw = _end(r.performedPeriod)
     end = m._when(end_raw, shift)[0] if end_raw else None
     prid = m.secret.record_id("Procedure", rid)
     rows: list[Row] = [
-        ("procedure_occurrence", (prid, pid, mapped.concept_id, day, at, end, EHR, m._visit(r), source,
+        ("procedure_occurrence", (prid, pid, mapped.concept_id, day, at, end, EHR, m._visit(r.encounter), source,
                                   mapped.source_concept_id)),
     ]  # fmt: skip
     return rows + _treatment_episode(m, r, pid, prid, FIELD_PROCEDURE, day, at, mapped, source)
 
 
-def _allergy(m: Mapper, r: dict[str, Any], rid: str) -> list[Row]:
-    pid, shift = m._person(r, "patient")
-    source, mapped = m._code(r.get("code"))
-    when = r.get("onsetDateTime") or r.get("recordedDate")
-    if when is None:
+def _allergy(m: Mapper, r: fhir.AllergyIntolerance, rid: str) -> list[Row]:
+    pid, shift = m._person("AllergyIntolerance", r.patient, "patient")
+    source, mapped = m._code(r.code)
+    when = r.onsetDateTime or r.recordedDate
+    if not when:
         raise Invalid("AllergyIntolerance without onset or recordedDate")
     day, at = m._when(when, shift)
     oid = m.secret.record_id("AllergyIntolerance", rid)
     return [
-        ("observation", (oid, pid, mapped.concept_id, day, at, EHR, None, 0, 0, m._visit(r), source,
+        ("observation", (oid, pid, mapped.concept_id, day, at, EHR, None, 0, 0, m._visit(r.encounter), source,
                          mapped.source_concept_id, None, None, None)),
     ]  # fmt: skip
 
 
-_HANDLERS: dict[str, Callable[[Mapper, dict[str, Any], str], list[Row]]] = {
-    "Patient": _patient,
-    "Encounter": _encounter,
-    "Condition": _condition,
-    "Observation": _observation,
-    "MedicationRequest": _medication_request,
-    "MedicationAdministration": _medication_administration,
-    "Immunization": _immunization,
-    "Procedure": _procedure,
-    "AllergyIntolerance": _allergy,
+_HANDLERS: dict[type, Callable[[Mapper, Any, str], list[Row]]] = {
+    fhir.Patient: _patient,
+    fhir.Encounter: _encounter,
+    fhir.Condition: _condition,
+    fhir.Observation: _observation,
+    fhir.MedicationRequest: _medication_request,
+    fhir.MedicationAdministration: _medication_administration,
+    fhir.Immunization: _immunization,
+    fhir.Procedure: _procedure,
+    fhir.AllergyIntolerance: _allergy,
 }
-MAPPED_TYPES = frozenset(_HANDLERS)

@@ -20,9 +20,9 @@ def test_bad_ndjson_line_is_reported_when_other_lines_are_fine(tmp_path: Path) -
     path = tmp_path / "Patient.ndjson"
     path.write_text(json.dumps(_patient("a")) + "\n{broken\n\n[1]\n" + json.dumps(_patient("b")) + "\n")
     entries = list(read_entries(path))
-    assert [e.entry for e in entries] == [1, 2, 4, 5]
-    assert [e.resource["id"] for e in entries if e.resource] == ["a", "b"]
-    assert "malformed JSON" in entries[1].reason and entries[2].reason == "line is not a JSON object"
+    assert [e.entry for e in entries] == [1, 2, 4, 5]  # the blank line is no entry
+    assert [e.data for e in entries] == [json.dumps(_patient("a")).encode() + b"\n", b"{broken\n", b"[1]\n",
+                                         json.dumps(_patient("b")).encode() + b"\n"]  # fmt: skip
 
 
 def test_bundle_entries_are_read_in_order_when_gzipped(tmp_path: Path) -> None:
@@ -34,7 +34,8 @@ def test_bundle_entries_are_read_in_order_when_gzipped(tmp_path: Path) -> None:
     path = tmp_path / "b.json.gz"
     path.write_bytes(gzip.compress(json.dumps(bundle).encode()))
     entries = list(read_entries(path))
-    assert [(e.entry, e.resource is None) for e in entries] == [(1, False), (2, True), (3, False)]
+    assert [(e.entry, e.data is None) for e in entries] == [(1, False), (2, True), (3, False)]
+    assert json.loads(entries[2].data or b"") == _patient("b")
 
 
 def test_file_fails_clearly_when_larger_than_limit(tmp_path: Path) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import date
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -246,3 +247,53 @@ def test_a_reference_text_names_different_records_as_subject_and_as_encounter(ma
     assert odd_row["visit_occurrence_id"] == mapper.secret.record_id("Encounter", "p9")
     assert row["person_id"] == mapper.secret.record_id("Patient", "p9")
     assert row["person_id"] != odd_row["visit_occurrence_id"]
+
+
+_OBS = (
+    '{"resourceType":"Observation","id":"o1","subject":{"reference":"Patient/p"},'
+    '"code":{"coding":[{"code":"1"}]},"effectiveDateTime":"2020-01-01"'
+)
+
+
+@pytest.mark.parametrize(
+    ("text", "reason"),
+    [
+        (b"{broken", "malformed JSON"),
+        (b"[1]", "not a JSON object"),
+        (b'{"id": "x"}', "no resourceType"),
+        ((_OBS + ',"valueQuantity":{"value":"7.1"}}').encode(), r"\$\.valueQuantity\.value"),
+        ((_OBS + ',"valueQuantity":{"value":1e999}}').encode(), "infinity"),
+        ((_OBS + ',"valueQuantity":{"value":' + "9" * 400 + "}}").encode(), "infinity|out of range"),
+        ((_OBS + ',"subject":{"reference":7}}').encode(), r"\$\.subject\.reference"),
+        # Fields the mapping does not read are skipped, yet the line must still be JSON that orjson accepts.
+        ((_OBS + ',"note":[{"text":NaN}]}').encode(), "malformed JSON"),
+        ((_OBS + ',"note":[{"text":"\xff"}]}').encode("latin-1"), "malformed JSON"),
+        ((_OBS + ',"note":[1,2,]}').encode(), "malformed JSON"),
+        ((_OBS + "} trailing").encode(), "malformed JSON"),
+    ],
+)
+def test_json_text_is_rejected_with_reason_when_invalid(mapper: Mapper, text: bytes, reason: str) -> None:
+    with pytest.raises(Invalid, match=reason):
+        mapper.map_json(text)
+
+
+def test_json_text_of_type_without_omop_home_is_skipped(mapper: Mapper) -> None:
+    assert mapper.map_json(b'{"resourceType":"Organization","id":"o","name":"Hospital"}') is None
+    # A repeated key counts once, the last time, as orjson reads it: this is a Patient, mapped as one.
+    rows = mapper.map_json(b'{"resourceType":"Claim","id":"p7","birthDate":"1980","resourceType":"Patient"}')
+    assert rows is not None and _rows(rows, "person")[0]["year_of_birth"] == 1980
+
+
+def test_json_text_maps_exactly_as_the_parsed_resource_when_a_population_is_read(
+    secret: NodeSecret, synth_dir: Path
+) -> None:
+    import orjson
+
+    typed = Mapper(secret, Vocabulary(), TOKEN_KEY)
+    parsed = Mapper(secret, Vocabulary(), TOKEN_KEY)
+    count = 0
+    for path in sorted(synth_dir.glob("*.ndjson")):
+        for line in path.read_bytes().splitlines():
+            assert typed.map_json(line) == parsed.map(orjson.loads(line)), line[:80]
+            count += 1
+    assert count > 5_000
