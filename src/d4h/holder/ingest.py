@@ -145,15 +145,16 @@ def ingest(
     mapper: Mapper,
     *,
     quarantine: Path | None = None,
-    batch_size: int = 50_000,
+    batch_size: int = 200_000,
     max_file_bytes: int = MAX_FILE_BYTES,
     progress: ProgressFn | None = None,
 ) -> IngestReport:
     """Ingest FHIR files (or directories of them) into ``db``; idempotent and resumable.
 
-    ``batch_size`` rows commit together: each commit costs DuckDB a WAL flush, so fewer, larger batches
-    are faster, while the rows held in memory grow with it (at 50,000 the 1M-resource benchmark grows its
-    peak RSS by about 240 MB).
+    ``batch_size`` rows commit together. DuckDB writes an append of at least one row group (122,880 rows)
+    straight into the database file, while smaller ones go to the WAL and are written again at the next
+    checkpoint: at 200,000 rows the measurement table (about 80% of rows) takes the direct path, which
+    saves ~0.4 us a row over 50,000. Peak RSS grows with it (about 260 MB on the 1M-resource benchmark).
     """
     files = [f for p in inputs for f in fhir_files(p)]
     db.create_tables(list(CLINICAL_TABLES))

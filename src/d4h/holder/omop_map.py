@@ -122,8 +122,10 @@ class Mapper:
     settings: MapSettings = MapSettings()
     # Ids of patients and encounters recur on every resource that points at them; hash each once.
     _cache: dict[tuple[str, str], int] = field(default_factory=dict, compare=False, repr=False)
-    # Keyed by (role, reference text): the same text as a subject and as an encounter names different records.
-    _by_ref: dict[tuple[str, str], tuple[int, int]] = field(default_factory=dict, compare=False, repr=False)
+    # One cache per role: the same reference text as a subject and as an encounter names different records.
+    _subjects: dict[str, tuple[int, int]] = field(default_factory=dict, compare=False, repr=False)
+    _encounters: dict[str, int] = field(default_factory=dict, compare=False, repr=False)
+    _units: dict[str, int] = field(default_factory=dict, compare=False, repr=False)
     # A visit stamps one instant on all its resources; parse each timestamp once.
     _moments: dict[str, tuple[date, datetime]] = field(default_factory=dict, compare=False, repr=False)
 
@@ -182,28 +184,35 @@ class Mapper:
     def _person(self, kind: str, ref: fhir.Reference | None, field: str = "subject") -> tuple[int, int]:
         """(person_id, date shift in days) of the patient the resource is about."""
         value = ref.reference if ref is not None else None
-        found = self._by_ref.get(("Patient", value)) if value is not None else None
+        found = self._subjects.get(value) if value is not None else None
         if found is None:
             source = _ref_id(ref)
-            if source is None:
+            if value is None or source is None:
                 raise Invalid(f"{kind} has no {field} reference to a Patient")
             shift = self.secret.date_shift(source, self.settings.date_shift_max_days)
             found = (self._ref("Patient", source), shift)
-            self._remember(("Patient", str(value)), found)
+            _remember(self._subjects, value, found)
         return found
 
     def _visit(self, ref: fhir.Reference | None) -> int | None:
         value = ref.reference if ref is not None else None
         if value is None:
             return None
-        found = self._by_ref.get(("Encounter", value))
+        found = self._encounters.get(value)
         if found is None:
             source = _ref_id(ref)
             if source is None:
                 return None
-            found = (self._ref("Encounter", source), 0)
-            self._remember(("Encounter", value), found)
-        return found[0]
+            found = self._ref("Encounter", source)
+            _remember(self._encounters, value, found)
+        return found
+
+    def _unit(self, unit: str) -> int:
+        found = self._units.get(unit)
+        if found is None:
+            found = self.vocabulary.lookup("http://unitsofmeasure.org", unit).concept_id
+            _remember(self._units, unit, found)
+        return found
 
     def _when(self, value: str, shift: int) -> tuple[date, datetime]:
         """``_when`` of the module, cached for unshifted timestamps."""
@@ -215,11 +224,6 @@ class Mapper:
                 self._moments.clear()
             found = self._moments[value] = _when(value, 0)
         return found
-
-    def _remember(self, reference: tuple[str, str], value: tuple[int, int]) -> None:
-        if len(self._by_ref) >= 50_000:
-            self._by_ref.clear()
-        self._by_ref[reference] = value
 
     def _code(self, concept: fhir.CodeableConcept | None) -> tuple[str | None, Mapped]:
         """(source code, concepts) of a CodeableConcept: the first coding that maps, else the first one."""
@@ -240,6 +244,12 @@ class Mapper:
         if first is None:
             raise Invalid("code has no coding with a code")
         return first
+
+
+def _remember(cache: dict[str, Any], key: str, value: Any) -> None:
+    if len(cache) >= 50_000:  # bounded: a reference recurs within one patient's resources
+        cache.clear()
+    cache[key] = value
 
 
 def _ref_id(ref: fhir.Reference | None) -> str | None:
@@ -406,7 +416,7 @@ def _value(
     q = r.valueQuantity
     if q is not None:
         unit = q.code or q.unit
-        unit_concept = m.vocabulary.lookup("http://unitsofmeasure.org", unit).concept_id if unit else 0
+        unit_concept = m._unit(unit) if unit else 0
         return q.value, 0, unit_concept, unit[:50] if unit else None, None
     cc = r.valueCodeableConcept
     if cc is not None:
