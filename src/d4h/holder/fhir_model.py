@@ -12,7 +12,13 @@ cycle, and tracking ~20 small objects per resource made collections a sixth of t
 
 from __future__ import annotations
 
+from typing import Annotated
+
 import msgspec
+
+# FHIR ``integer`` is 32-bit: a bigger number is invalid, whichever parser read it (orjson turns integers
+# beyond 64 bits into floats, msgspec keeps them exact; the bound makes both refuse).
+Integer = Annotated[int, msgspec.Meta(ge=-(2**31), le=2**31 - 1)]
 
 
 class _Element(msgspec.Struct, gc=False):
@@ -50,7 +56,7 @@ class Identifier(_Element):
 
 class Extension(_Element):
     url: str | None = None
-    valueInteger: int | None = None
+    valueInteger: Integer | None = None
 
 
 class DispenseRequest(_Element):
@@ -63,7 +69,7 @@ class Component(_Element):
     code: CodeableConcept | None = None
     valueQuantity: Quantity | None = None
     valueCodeableConcept: CodeableConcept | None = None
-    valueInteger: int | None = None
+    valueInteger: Integer | None = None
     valueBoolean: bool | None = None
 
 
@@ -99,7 +105,7 @@ class Observation(Resource, tag=True):
     code: CodeableConcept | None = None
     valueQuantity: Quantity | None = None
     valueCodeableConcept: CodeableConcept | None = None
-    valueInteger: int | None = None
+    valueInteger: Integer | None = None
     valueBoolean: bool | None = None
     subject: Reference | None = None
     encounter: Reference | None = None

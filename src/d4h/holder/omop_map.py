@@ -422,18 +422,11 @@ def _value(
     if cc is not None:
         code, mapped = m._code(cc)
         return None, mapped.concept_id, 0, None, code
-    if r.valueInteger is not None:
-        return _float(r.valueInteger), 0, 0, None, None
+    if r.valueInteger is not None:  # 32-bit by its type: always a float
+        return float(r.valueInteger), 0, 0, None, None
     if r.valueBoolean is not None:
         return float(r.valueBoolean), 0, 0, None, None
     return None, 0, 0, None, None
-
-
-def _float(number: int) -> float:
-    try:
-        return float(number)
-    except OverflowError:
-        raise Invalid(f"value {str(number)[:20]}... is out of range") from None
 
 
 def _method(r: fhir.Observation) -> str | None:
