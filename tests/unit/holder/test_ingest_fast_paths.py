@@ -7,7 +7,7 @@ columnar DuckDB batch must store exactly what the row-by-row insert stores, NULL
 from __future__ import annotations
 
 import hmac
-from datetime import date, datetime
+from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any
 
@@ -87,3 +87,18 @@ def test_columnar_batch_keeps_mapped_rows_when_a_population_is_written(
     assert {"person", "person_token", "visit_occurrence", "measurement", "drug_exposure"} <= set(tables)
     for table in tables:
         assert _stored(fast, table) == _stored(plain, table), table
+
+
+def test_datetime_column_keeps_python_objects_when_values_are_not_naive_datetimes() -> None:
+    import numpy as np
+
+    from d4h.holder.omop_frame import _column
+
+    naive = _column(
+        "datetime", np.array([datetime(2020, 1, 2, 3, 4, 5), None, datetime(2020, 1, 2, 3, 4, 5)])
+    )
+    assert naive.dtype == np.dtype("datetime64[ns]") and np.isnat(naive[1])
+    assert naive[2] == np.datetime64("2020-01-02T03:04:05")
+    aware = datetime(2020, 1, 2, tzinfo=UTC)
+    for odd in ([aware, None], [date(2020, 1, 2)]):
+        assert _column("datetime", np.array(odd, dtype=object)).dtype == object
