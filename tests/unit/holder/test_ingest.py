@@ -62,6 +62,32 @@ def test_bad_resources_are_quarantined_when_the_rest_is_ingested(mapper: Mapper,
     assert [q["entry"] for q in lines] == [2, 3] and lines[1]["resource"]["id"] == "p2"
 
 
+def test_resources_with_wrong_json_types_are_quarantined_instead_of_stopping_the_run(
+    mapper: Mapper, tmp_path: Path
+) -> None:
+    # Shapes that made the dict-walking mapper raise TypeError/AttributeError (ending the whole run): each
+    # is now a problem naming the path of the wrong type, and the rest of the file is ingested.
+    odd = [
+        {"resourceType": "Patient", "id": "p2", "birthDate": "1990", "identifier": 1},
+        {"resourceType": "Patient", "id": "p3", "birthDate": "1990", "gender": {"code": "female"}},
+        {"resourceType": "Immunization", "id": "i1", "patient": {"reference": "Patient/p1"},
+         "occurrenceDateTime": "2020-03-01", "vaccineCode": {"coding": [True]}},
+        {"resourceType": "Observation", "id": "o1", "subject": {"reference": "Patient/p1"},
+         "code": {"coding": [[]]}, "effectiveDateTime": "2020-01-01"},
+    ]  # fmt: skip
+    good = {"resourceType": "Patient", "id": "p1", "birthDate": "1980-02-03"}
+    src = tmp_path / "in" / "mixed.ndjson"
+    src.parent.mkdir()
+    src.write_text("\n".join(json.dumps(r) for r in [*odd, good]) + "\n")
+    with AnalyticsDB.open(":memory:") as db:
+        report = ingest([src.parent], db, mapper)
+        assert db.count("person") == 1
+    assert [p.resource_id for p in report.problems] == ["p2", "p3", "i1", "o1"]
+    paths = ["$.identifier", "$.gender", "$.vaccineCode.coding[0]", "$.code.coding[0]"]
+    for problem, path in zip(report.problems, paths, strict=True):
+        assert path in problem.reason, problem.reason
+
+
 def test_observation_periods_cover_every_person_when_ingest_finishes(synth_dir: Path, mapper: Mapper) -> None:
     with AnalyticsDB.open(":memory:") as db:
         ingest([synth_dir], db, mapper)
