@@ -219,7 +219,7 @@ class AnalyticsDB:
             if key:
                 sql = keyed_insert_sql(target, cols, "_d4h_batch", key, repeats=repeats)
             else:
-                conflict = "" if append or key is not None else " ON CONFLICT DO NOTHING"
+                conflict = "" if append else _on_conflict(target)
                 sql = f"INSERT INTO {target} ({cols}) SELECT {cols} FROM _d4h_batch{conflict}"  # noqa: S608 - identifiers are checked or constant
             self._conn.execute(sql)
         finally:
@@ -296,16 +296,15 @@ def _typed_frame(table: str, columns: Sequence[str], rows: Sequence[Sequence[Any
     return pd.DataFrame(data, copy=False)
 
 
-def _on_conflict(target: str) -> str:
-    """Skip rows whose key exists; OMOP tables without any key (cohort, fact_relationship...) append."""
-    table = OMOP_TABLES.get(target.rsplit(".", 1)[-1])
-    return " ON CONFLICT DO NOTHING" if table is None or table.key else ""
-
-
 def _key(target: str) -> tuple[str, ...] | None:
     """The OMOP key of ``schema.table``; None for d4h's own tables, which carry a PRIMARY KEY."""
     table = OMOP_TABLES.get(target.rsplit(".", 1)[-1])
     return None if table is None else table.key
+
+
+def _on_conflict(target: str) -> str:
+    """Skip rows whose key exists; OMOP tables without any key (cohort, fact_relationship...) append."""
+    return "" if _key(target) == () else " ON CONFLICT DO NOTHING"
 
 
 def keyed_insert_sql(target: str, cols: str, source: str, key: Sequence[str], *, repeats: bool = True) -> str:

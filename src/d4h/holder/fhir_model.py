@@ -7,7 +7,7 @@ quarantine reason. Everything a resource carries beyond these fields (names, add
 never even turned into a Python object.
 
 Structs skip the garbage collector (``gc=False``): they hold strings, numbers and other structs, never a
-cycle, and tracking ~20 small objects per resource made collections a sixth of the mapping time.
+cycle, so there is nothing for it to find among the ~20 small objects each resource makes.
 """
 
 from __future__ import annotations
@@ -63,14 +63,19 @@ class DispenseRequest(_Element):
     validityPeriod: Period | None = None
 
 
-class Component(_Element):
-    """One component of an Observation: a code and a value[x], like the Observation itself."""
+class _Valued(_Element):
+    """A code and a value[x]: an Observation and each of its components."""
 
+    id: str | None = None  # the Observation's id; a component's element id, which the mapping ignores
     code: CodeableConcept | None = None
     valueQuantity: Quantity | None = None
     valueCodeableConcept: CodeableConcept | None = None
     valueInteger: Integer | None = None
     valueBoolean: bool | None = None
+
+
+class Component(_Valued):
+    pass
 
 
 class Resource(_Element, tag_field="resourceType"):
@@ -100,13 +105,7 @@ class Condition(Resource, tag=True):
     abatementDateTime: str | None = None
 
 
-class Observation(Resource, tag=True):
-    # _Valued's fields again: structs cannot inherit from two bases that both have fields.
-    code: CodeableConcept | None = None
-    valueQuantity: Quantity | None = None
-    valueCodeableConcept: CodeableConcept | None = None
-    valueInteger: Integer | None = None
-    valueBoolean: bool | None = None
+class Observation(_Valued, tag_field="resourceType", tag=True):
     subject: Reference | None = None
     encounter: Reference | None = None
     category: list[CodeableConcept] | None = None
@@ -126,19 +125,19 @@ class Treatment(Resource):
     reasonReference: list[Reference] | None = None
 
 
-class MedicationRequest(Treatment, tag=True):
+class _Medication(Treatment):
     medicationCodeableConcept: CodeableConcept | None = None
     medicationReference: Reference | None = None
+    effectivePeriod: Period | None = None
+
+
+class MedicationRequest(_Medication, tag=True):
     authoredOn: str | None = None
     dispenseRequest: DispenseRequest | None = None
-    effectivePeriod: Period | None = None
 
 
-class MedicationAdministration(Treatment, tag=True):
-    medicationCodeableConcept: CodeableConcept | None = None
-    medicationReference: Reference | None = None
+class MedicationAdministration(_Medication, tag=True):
     effectiveDateTime: str | None = None
-    effectivePeriod: Period | None = None
 
 
 class Immunization(Treatment, tag=True):
@@ -190,9 +189,10 @@ class _Kind(msgspec.Struct, gc=False):
 _decode_kind = msgspec.json.Decoder(_Kind).decode
 
 
-def resource_type(data: bytes) -> str:
-    """The resourceType of one resource's JSON text (only that field is read), 'None' when there is none."""
+def resource_type(data: bytes) -> str | None:
+    """The resourceType of one resource's JSON text, reading only that field (the rest is syntax-checked
+    while skipped); None when the text is not an object with a string resourceType."""
     try:
-        return str(_decode_kind(data).resourceType)
+        return _decode_kind(data).resourceType
     except msgspec.DecodeError:
-        return "None"
+        return None

@@ -154,7 +154,7 @@ def ingest(
     ``batch_size`` rows commit together. DuckDB writes an append of at least one row group (122,880 rows)
     straight into the database file, while smaller ones go to the WAL and are written again at the next
     checkpoint: at 200,000 rows the measurement table (about 80% of rows) takes the direct path, which
-    saves ~0.4 us a row over 50,000. Peak RSS grows with it (about 260 MB on the 1M-resource benchmark).
+    saves ~0.4 us a row over 50,000. Peak RSS grows with it (about 300 MB on the 1M-resource benchmark).
     """
     files = [f for p in inputs for f in fhir_files(p)]
     db.create_tables(list(CLINICAL_TABLES))
@@ -187,7 +187,7 @@ def ingest(
                 _quarantine(quarantine, path, number, resource, problem)
                 continue
             if rows is None:
-                kind = resource_type(data)
+                kind = str(resource_type(data))
                 unmapped[kind] = unmapped.get(kind, 0) + 1
                 continue
             mapped_count += 1

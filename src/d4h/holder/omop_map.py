@@ -16,7 +16,7 @@ import msgspec
 import orjson
 
 from d4h.holder import fhir_model as fhir
-from d4h.holder.fhir_model import MAPPED_TYPES, MappedResource, convert_mapped, decode_mapped
+from d4h.holder.fhir_model import MAPPED_TYPES, MappedResource, convert_mapped, decode_mapped, resource_type
 from d4h.holder.optout import optout_token
 from d4h.holder.pseudonymise import BirthPrecision, NodeSecret, coarsen_birth
 from d4h.holder.vocabulary import UNMAPPED, Mapped, Vocabulary
@@ -133,31 +133,39 @@ class Mapper:
         key = (kind, source)
         found = self._cache.get(key)
         if found is None:
-            if len(self._cache) >= 50_000:
-                self._cache.clear()
-            found = self._cache[key] = self.secret.record_id(kind, source)
+            found = self.secret.record_id(kind, source)
+            _remember(self._cache, key, found)
         return found
 
     def map_json(self, data: bytes) -> list[Row] | None:
         """OMOP rows of one resource's JSON text; None when its type is not mapped; raises Invalid when bad.
 
-        The typed decoder reads only the fields the mapping needs; anything it refuses (malformed JSON, a
-        wrong type, a type with no OMOP home) is parsed again in full to tell which, with the same verdict
-        the dict path gives.
+        The typed decoder reads only the fields the mapping needs. A type with no OMOP home is recognised
+        from its resourceType alone; anything else it refuses (malformed JSON, a wrong type) is parsed again
+        in full, so the verdict and reason are those of the dict path.
         """
-        try:
-            if not data.isascii():
-                data.decode()  # the typed decoder does not check the UTF-8 of fields it skips
-            resource = decode_mapped(data)
-        except (msgspec.DecodeError, UnicodeDecodeError):
+        if not data.isascii():
             try:
-                parsed = orjson.loads(data)
-            except orjson.JSONDecodeError as exc:
-                raise Invalid(f"malformed JSON: {exc}") from None
-            if not isinstance(parsed, dict):
-                raise Invalid("line is not a JSON object") from None
-            return self.map(parsed)
+                data.decode()  # the typed decoder does not check the UTF-8 of fields it skips
+            except UnicodeDecodeError:
+                return self._map_parsed(data)
+        try:
+            resource = decode_mapped(data)
+        except msgspec.DecodeError:
+            kind = resource_type(data)
+            if kind is not None and kind not in MAPPED_TYPES:
+                return None
+            return self._map_parsed(data)
         return self.map_resource(resource)
+
+    def _map_parsed(self, data: bytes) -> list[Row] | None:
+        try:
+            parsed = orjson.loads(data)
+        except orjson.JSONDecodeError as exc:
+            raise Invalid(f"malformed JSON: {exc}") from None
+        if not isinstance(parsed, dict):
+            raise Invalid("line is not a JSON object")
+        return self.map(parsed)
 
     def map(self, resource: dict[str, Any]) -> list[Row] | None:
         """OMOP rows of a parsed resource; None when its type is not mapped; raises Invalid when it is bad."""
@@ -220,9 +228,8 @@ class Mapper:
             return _when(value, shift)
         found = self._moments.get(value)
         if found is None:
-            if len(self._moments) >= 10_000:  # timestamps repeat within a visit; keep the cache small
-                self._moments.clear()
-            found = self._moments[value] = _when(value, 0)
+            found = _when(value, 0)
+            _remember(self._moments, value, found, bound=10_000)  # timestamps repeat within a visit
         return found
 
     def _code(self, concept: fhir.CodeableConcept | None) -> tuple[str | None, Mapped]:
@@ -246,8 +253,10 @@ class Mapper:
         return first
 
 
-def _remember(cache: dict[str, Any], key: str, value: Any) -> None:
-    if len(cache) >= 50_000:  # bounded: a reference recurs within one patient's resources
+def _remember(cache: dict[Any, Any], key: Any, value: Any, bound: int = 50_000) -> None:
+    """Keep ``value`` under ``key``, emptying ``cache`` first when full: ids and instants recur within one
+    patient's or one visit's resources, which come together, so a simple bound serves."""
+    if len(cache) >= bound:
         cache.clear()
     cache[key] = value
 

@@ -19,7 +19,7 @@ import stat
 from dataclasses import dataclass, field
 from datetime import date, timedelta
 from pathlib import Path
-from typing import Any, Literal
+from typing import Literal
 
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
@@ -70,31 +70,19 @@ class NodeSecret:
 
     keys: tuple[bytes, ...]
     _hmacs: tuple[_Hmac, ...] = field(init=False, repr=False, compare=False)
-    # Inner HMAC states of the first key with "<kind>\x1f" absorbed: ids of one kind share that prefix.
-    _kinds: dict[str, Any] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         if not self.keys or any(len(k) < 16 for k in self.keys):
             raise ConfigError("node secret needs at least one key of 16 bytes or more")
         object.__setattr__(self, "_hmacs", tuple(_Hmac(k) for k in self.keys))
-        object.__setattr__(self, "_kinds", {})
 
     def __repr__(self) -> str:  # never print key material
         return f"NodeSecret(<{len(self.keys)} keys>)"
 
     def record_id(self, kind: str, source_id: str) -> int:
         """Stable pseudonymous integer id for a source record of ``kind`` (e.g. Patient, Encounter)."""
-        # HMAC(k_0, kind|source id) spelled out on the hot path: one id per ingested record.
-        prefixed = self._kinds.get(kind)
-        if prefixed is None:
-            prefixed = self._kinds[kind] = self._hmacs[0]._inner.copy()
-            prefixed.update(f"{kind}\x1f".encode())
-        inner = prefixed.copy()
-        inner.update(source_id.encode())
-        outer = self._hmacs[0]._outer.copy()
-        outer.update(inner.digest())
-        value = (int.from_bytes(outer.digest()[:8], "big") & _ID_MASK) or 1
         hmacs = self._hmacs
+        value = _to_id(hmacs[0].digest(f"{kind}\x1f{source_id}".encode()))
         for index in range(1, len(hmacs)):  # the chain ``rekey_id`` applies to stored ids
             value = _to_id(hmacs[index].digest(value.to_bytes(8, "big")))
         return value

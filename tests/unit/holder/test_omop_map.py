@@ -270,6 +270,10 @@ _OBS = (
         ((_OBS + ',"note":[{"text":"\xff"}]}').encode("latin-1"), "malformed JSON"),
         ((_OBS + ',"note":[1,2,]}').encode(), "malformed JSON"),
         ((_OBS + "} trailing").encode(), "malformed JSON"),
+        # A type with no OMOP home is known by its resourceType alone, yet must still be JSON.
+        (b'{"resourceType":"Claim","id":"c","item":[1,2,]}', "malformed JSON"),
+        (b'{"resourceType":"Claim","id":"c","note":"\xff"}', "malformed JSON"),
+        (b'{"resourceType":7,"id":"c"}', "no resourceType"),
     ],
 )
 def test_json_text_is_rejected_with_reason_when_invalid(mapper: Mapper, text: bytes, reason: str) -> None:
@@ -279,6 +283,8 @@ def test_json_text_is_rejected_with_reason_when_invalid(mapper: Mapper, text: by
 
 def test_json_text_of_type_without_omop_home_is_skipped(mapper: Mapper) -> None:
     assert mapper.map_json(b'{"resourceType":"Organization","id":"o","name":"Hospital"}') is None
+    # Its fields are never read: a number beyond a double there is skipped, as in unread fields of any type.
+    assert mapper.map_json(b'{"resourceType":"Claim","id":"c","total":{"value":1e999}}') is None
     # A repeated key counts once, the last time, as orjson reads it: this is a Patient, mapped as one.
     rows = mapper.map_json(b'{"resourceType":"Claim","id":"p7","birthDate":"1980","resourceType":"Patient"}')
     assert rows is not None and _rows(rows, "person")[0]["year_of_birth"] == 1980
